@@ -1,0 +1,12 @@
+# Writes a C++ file holding every migration (name, SQL) in order.
+# Invoked as: cmake -DOUT=file.cc -DFILES="a.sql;b.sql" -P embed_migrations.cmake
+set(body "// Generated from src/store/migrations/*.sql; do not edit.\n#include \"store/migrations.h\"\nnamespace corral::store {\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} sql)
+  string(REGEX MATCH "^[0-9]+" number ${name})
+  math(EXPR number "${number} + 0")
+  string(APPEND body "    {${number}, \"${name}\", R\"corral_sql(${sql})corral_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n}  // namespace corral::store\n")
+file(WRITE ${OUT} "${body}")
