@@ -8,13 +8,16 @@ namespace corral::util {
 namespace {
 
 TEST(VmName, AcceptsDnsLabels) {
-  for (auto n : {"a", "web1", "my-vm", "0abc", std::string(63, 'x').c_str()})
+  for (const std::string& n : {std::string("a"), std::string("web1"), std::string("my-vm"), std::string("0abc"),
+                               std::string(63, 'x')})
     EXPECT_TRUE(validateVmName("name", n).ok()) << n;
 }
 
 TEST(VmName, RefusesShellAndPathCharacters) {
-  for (auto n : {"", "a;b", "../x", "$(x)", "-a", "a-", "A", "a b", "a/b", "a,b", "a.b", "a\nb",
-                 std::string(64, 'x').c_str()}) {
+  for (const std::string& n : {std::string(""), std::string("a;b"), std::string("../x"), std::string("$(x)"),
+                               std::string("-a"), std::string("a-"), std::string("A"), std::string("a b"),
+                               std::string("a/b"), std::string("a,b"), std::string("a.b"), std::string("a\nb"),
+                               std::string(64, 'x')}) {
     auto r = validateVmName("name", n);
     ASSERT_FALSE(r.ok()) << n;
     EXPECT_EQ(r.error().code, ErrorCode::InvalidInput);
