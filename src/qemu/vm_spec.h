@@ -34,9 +34,12 @@ struct Disk {
   bool readOnly = false;
 };
 
+enum class CdromBus { Ide, Scsi };
+
 struct Cdrom {
   std::string id;
   std::string path;  // empty: drive with no medium
+  CdromBus bus = CdromBus::Ide;  // Scsi: on the virtio-scsi controller
 };
 
 enum class NicModel { VirtioNet, E1000 };
