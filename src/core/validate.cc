@@ -1,0 +1,47 @@
+#include "core/validate.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "util/names.h"
+
+namespace corral::core {
+
+Result<ValidCreate> validateCreate(const CreateVmRequest& req, const ManagerConfig& cfg,
+                                   const host::HostInfo& host) {
+  ValidCreate v;
+  CORRAL_TRY(util::validateVmName("name", req.name));
+  v.name = req.name;
+  if (req.image.empty()) return Error::invalidInput("image", req.image, "is required");
+  CORRAL_TRY(util::validateImageName("image", req.image));
+  v.image = req.image;
+
+  uint64_t maxMemory = cfg.maxMemoryMib ? cfg.maxMemoryMib : host.memoryTotalMib;
+  if (!req.memoryMib) return Error::invalidInput("memory", "", "is required (MiB)");
+  int64_t mem = *req.memoryMib;
+  if (mem < static_cast<int64_t>(cfg.minMemoryMib) || static_cast<uint64_t>(mem) > maxMemory)
+    return Error::invalidInput("memory", std::to_string(mem),
+                               fmt::format("{} MiB is out of range: {} to {} MiB", mem, cfg.minMemoryMib, maxMemory));
+  v.memoryMib = static_cast<uint64_t>(mem);
+
+  unsigned maxVcpus = cfg.maxVcpus ? cfg.maxVcpus : std::max(1u, host.cpus);
+  int64_t vcpus = req.vcpus.value_or(1);
+  if (vcpus < 1 || vcpus > static_cast<int64_t>(maxVcpus))
+    return Error::invalidInput("vcpus", std::to_string(vcpus), fmt::format("must be 1 to {}", maxVcpus));
+  v.vcpus = static_cast<unsigned>(vcpus);
+
+  auto policy = parseOnCrash(req.onCrash);
+  if (!policy) return Error::invalidInput("on_crash", req.onCrash, "must be restart, stop or preserve");
+  v.onCrash = *policy;
+  return v;
+}
+
+Result<void> validateAppend(const std::string& append) {
+  if (append.size() > 4096) return Error::invalidInput("append", append.substr(0, 64), "longer than 4096 bytes");
+  if (std::any_of(append.begin(), append.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return Error::invalidInput("append", append, "control characters are not allowed");
+  return ok();
+}
+
+}  // namespace corral::core

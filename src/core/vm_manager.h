@@ -1,0 +1,132 @@
+// VmManager: the one owner of this host's VMs. It applies the rules (validation,
+// state transitions, on_crash policy), keeps the store's record of each VM in
+// step with its QEMU process, and reconciles the two when the daemon starts.
+//
+// Threading: public methods are called from API worker threads and may block
+// for as long as the action takes (a stop waits for the guest). Actions on one
+// VM are serialised by that VM's mutex, so nothing else writes its state while
+// an action runs; actions on different VMs run in parallel. Machine callbacks
+// arrive on the io_context thread and are handed to a worker, never handled there.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "host/image_library.h"
+#include "host/state_dir.h"
+#include "qemu/vm_spec.h"
+#include "store/store.h"
+#include "util/result.h"
+
+namespace corral::qemu {
+class Machine;
+struct ExitInfo;
+}  // namespace corral::qemu
+
+namespace corral::core {
+
+struct ManagerConfig {
+  std::string qemuBinary = "qemu-system-x86_64";
+  qemu::Accel accel = qemu::Accel::Tcg;
+  std::string accelReason;
+  uint64_t minMemoryMib = 72;  // this kernel does not boot below 72 MiB
+  uint64_t maxMemoryMib = 0;   // 0: the host's total memory
+  unsigned maxVcpus = 0;       // 0: the host's CPUs
+  std::chrono::milliseconds defaultStopTimeout{60000};
+  size_t consoleLogMaxBytes = 1 << 20;
+  // on_crash=restart gives up after this many restarts within restartWindow.
+  unsigned maxRestarts = 3;
+  std::chrono::seconds restartWindow{60};
+};
+
+struct CreateVmRequest {
+  std::string name;
+  std::string image;
+  std::optional<int64_t> memoryMib;
+  std::optional<int64_t> vcpus;
+  std::string onCrash = "restart";
+  bool start = false;
+};
+
+struct StopOptions {
+  bool force = false;
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+struct ImportImageRequest {
+  std::string name;
+  std::string kernel;
+  std::string initrd;
+  std::string append;
+};
+
+class VmManager {
+ public:
+  VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg);
+  // Detaches from every guest without stopping it: a daemon restart never stops a guest.
+  ~VmManager();
+  VmManager(const VmManager&) = delete;
+  VmManager& operator=(const VmManager&) = delete;
+
+  // At daemon start: reattach live guests; mark guests recorded running but dead
+  // as crashed and apply their on_crash policy.
+  Result<void> reconcile();
+
+  Result<store::VmRecord> create(const CreateVmRequest& req);
+  Result<store::VmRecord> get(const std::string& name);
+  Result<std::vector<store::VmRecord>> list();
+  Result<store::VmRecord> start(const std::string& name);
+  Result<store::VmRecord> stop(const std::string& name, const StopOptions& opts);
+  Result<store::VmRecord> reboot(const std::string& name);
+  Result<store::VmRecord> pause(const std::string& name);
+  Result<store::VmRecord> resume(const std::string& name);
+  Result<void> remove(const std::string& name);
+  // The guest's serial output so far (the tail, at most maxBytes).
+  Result<std::string> consoleLog(const std::string& name, size_t maxBytes);
+
+  Result<store::ImageRecord> importImage(const ImportImageRequest& req);
+  Result<std::vector<store::ImageRecord>> listImages();
+  Result<store::ImageRecord> getImage(const std::string& name);
+  Result<void> removeImage(const std::string& name);
+
+  const ManagerConfig& config() const { return cfg_; }
+
+ private:
+  struct Entry;
+  class Watch;
+
+  std::shared_ptr<Entry> entry(const std::string& name);
+  Result<store::VmRecord> record(const std::string& name);
+  Result<store::VmRecord> startLocked(Entry& e, const store::VmRecord& vm);
+  Result<store::VmRecord> setState(const std::string& name, std::string_view state, std::string reason,
+                                   std::optional<int64_t> pid, std::optional<std::string> desired = std::nullopt);
+  Result<qemu::VmSpec> specFor(const store::VmRecord& vm);
+  void onExit(const std::string& name, uint64_t generation, const qemu::ExitInfo& info);
+  void onEvent(const std::string& name, uint64_t generation, const std::string& event);
+  void handleExit(Entry& e, const std::string& name, const qemu::ExitInfo& info);
+  // What happens to a VM's runtime dir when its machine goes: a crashed VM keeps
+  // all for inspection, a stopped one keeps its console log, a deleted one nothing.
+  enum class RuntimeFiles { Keep, KeepConsoleLog, Remove };
+  void dropMachine(Entry& e, const std::string& name, RuntimeFiles files);
+
+  boost::asio::io_context& io_;
+  store::Store& store_;
+  const host::StateDir& dir_;
+  host::ImageLibrary images_;
+  ManagerConfig cfg_;
+  boost::asio::thread_pool workers_{2};
+
+  std::mutex mu_;  // guards entries_
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
+};
+
+}  // namespace corral::core

@@ -1,0 +1,57 @@
+#include "daemon/node.h"
+
+#include <map>
+
+#include <fmt/format.h>
+
+#include "core/vm_state.h"
+#include "host/host_info.h"
+#include "host/kvm_probe.h"
+#include "qemu/probe.h"
+#include "util/build_info.h"
+
+namespace corral::daemon {
+
+Result<NodeProbe> NodeProbe::run(const Config& cfg, const host::StateDir& dir) {
+  NodeProbe n;
+  qemu::Probe probe({.cacheDir = dir.cacheDir().string()});
+  auto caps = probe.capabilities(cfg.qemuBinary);
+  if (!caps.ok()) return caps.error().context(fmt::format("probe QEMU binary {}", cfg.qemuBinary));
+  n.qemuBinary = caps->binary.path;
+  n.qemuVersion = fmt::format("{}.{}.{}", caps->version.major, caps->version.minor, caps->version.micro);
+  if (!caps->version.package.empty()) n.qemuVersion += " (" + caps->version.package + ")";
+
+  if (cfg.accel == "tcg") {
+    n.accel = qemu::Accel::Tcg;
+    n.accelReason = "TCG chosen with --accel tcg";
+    return n;
+  }
+  auto verdict = host::probeAccel({.qemuBinary = n.qemuBinary, .cacheDir = dir.cacheDir().string()});
+  if (!verdict.ok()) return verdict.error().context("accelerator probe");
+  if (cfg.accel == "kvm" && verdict->accel != qemu::Accel::Kvm)
+    return Error::unavailable(fmt::format("--accel kvm: KVM does not work here: {}", verdict->reason));
+  n.accel = verdict->accel;
+  n.accelReason = verdict->reason + (verdict->fromCache ? " (cached verdict)" : "");
+  return n;
+}
+
+nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
+  auto host = host::readHostInfo();
+  nlohmann::json counts = nlohmann::json::object();
+  for (auto s : core::kAllVmStates) counts[std::string(core::toString(s))] = 0;
+  if (auto all = vms.list(); all.ok())
+    for (const auto& vm : *all) counts[vm.state] = counts[vm.state].get<int>() + 1;
+  return {{"hostname", host.hostname},
+          {"qemu_binary", qemuBinary},
+          {"qemu_version", qemuVersion},
+          {"accelerator", accelName()},
+          {"accelerator_reason", accelReason},
+          {"cpus", host.cpus},
+          {"memory_total_mib", host.memoryTotalMib},
+          {"memory_available_mib", host.memoryAvailableMib},
+          {"vms", counts},
+          {"version", util::build::kVersion},
+          {"commit", util::build::kCommit}};
+}
+
+}  // namespace corral::daemon
