@@ -1,0 +1,102 @@
+// Monitor: one typed method per QMP command corral uses, over a QmpTransport
+// (STYLE.md §3). It builds the arguments, sends, and turns the reply into a struct;
+// nothing more. It is synchronous and meant for worker threads (never the thread
+// running the transport's io_context). Connecting, framing and events are the
+// transport's; deciding what a result means for a VM is core/'s.
+//
+// Every method returns QmpResult, which says which of the four QMP failures
+// happened and converts into Result<T>. A reply of the wrong shape is a Protocol
+// error naming the command.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qemu/monitor_events.h"
+#include "qemu/qmp_transport.h"
+
+namespace corral::qemu {
+
+struct QemuStatus {
+  bool running = false;
+  std::string status;  // RunState: "running", "paused", "prelaunch", "shutdown", ...
+};
+
+struct QemuVersion {
+  int major = 0;
+  int minor = 0;
+  int micro = 0;
+  std::string package;
+};
+
+struct MachineType {
+  std::string name;   // "pc-q35-7.2"
+  std::string alias;  // "q35", empty when none
+  bool isDefault = false;
+  bool deprecated = false;
+  int cpuMax = 0;
+};
+
+struct KvmInfo {
+  bool present = false;  // /dev/kvm usable by this QEMU
+  bool enabled = false;  // this QEMU runs with KVM
+};
+
+class Monitor {
+ public:
+  using Millis = std::chrono::milliseconds;
+  static constexpr Millis kDefaultTimeout{10000};
+
+  // Shares the transport (already connected, or connected later by the caller).
+  explicit Monitor(std::shared_ptr<QmpTransport> transport, Millis timeout = kDefaultTimeout);
+
+  QmpTransport& transport() { return *transport_; }
+
+  QmpResult<QemuStatus> queryStatus();
+  QmpResult<void> cont();
+  QmpResult<void> stop();
+  QmpResult<void> systemPowerdown();  // asks the guest (ACPI); it may ignore it
+  QmpResult<void> systemReset();
+  // Asks QEMU to exit. A connection lost before the reply counts as success:
+  // QEMU may close the socket as it goes.
+  QmpResult<void> quit();
+
+  QmpResult<QemuVersion> queryVersion();
+  QmpResult<std::vector<MachineType>> queryMachines();
+  QmpResult<std::vector<std::string>> queryCpuDefinitions();  // CPU model names
+  // Names of the non-abstract QOM types implementing `implements` ("device", ...).
+  QmpResult<std::vector<std::string>> qomListTypes(const std::string& implements);
+  QmpResult<KvmInfo> queryKvm();
+  // Accelerators this binary has: "kvm", "tcg", ... QEMU 7.2 has no query-accels,
+  // so this lists the QOM types implementing "accel" ("kvm-accel" -> "kvm").
+  QmpResult<std::vector<std::string>> queryAccels();
+
+  // Sets the balloon target (the guest's memory size as QEMU sees it), in bytes.
+  QmpResult<void> balloon(std::int64_t bytes);
+  // The guest's current memory size in bytes (query-balloon's "actual").
+  QmpResult<std::int64_t> queryBalloon();
+  // Grows (or shrinks) the block node `node` to `bytes`.
+  QmpResult<void> blockResize(const std::string& node, std::int64_t bytes);
+
+  // QmpTransport::waitEventSync, with the same semantics.
+  QmpResult<nlohmann::json> waitEvent(std::string name, nlohmann::json match, Millis timeout);
+
+  // Makes `events` hear SHUTDOWN/STOP/RESUME/RESET and the connection's end, for as
+  // long as it lives (held weakly: it may go away before the transport).
+  void attachEvents(std::weak_ptr<MonitorEvents> events);
+
+ private:
+  QmpResult<nlohmann::json> run(std::string command, nlohmann::json arguments = nullptr);
+  QmpResult<void> runVoid(std::string command, nlohmann::json arguments = nullptr);
+
+  std::shared_ptr<QmpTransport> transport_;
+  Millis timeout_;
+};
+
+}  // namespace corral::qemu
