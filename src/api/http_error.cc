@@ -1,0 +1,53 @@
+// Error -> HTTP status and error JSON. See http_error.h.
+#include "api/http_error.h"
+
+#include <string>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace corral::api {
+
+int httpStatus(ErrorCode code) {
+  // No default: a new code must be given a status here before it builds.
+  switch (code) {
+    case ErrorCode::InvalidInput: return 400;
+    case ErrorCode::NotFound: return 404;
+    case ErrorCode::AlreadyExists: return 409;
+    case ErrorCode::FailedPrecondition: return 409;
+    case ErrorCode::QuotaExceeded: return 409;
+    case ErrorCode::Forbidden: return 403;
+    case ErrorCode::Unavailable: return 503;
+    case ErrorCode::Timeout: return 504;
+    case ErrorCode::Internal: return 500;
+  }
+  return 500;
+}
+
+nlohmann::json errorBody(const Error& e, std::string_view requestId) {
+  nlohmann::json err;
+  err["code"] = std::string(toString(e.code));
+  // The shape is fixed (clients may index every key); absent parts are null.
+  err["field"] = nullptr;
+  err["value"] = nullptr;
+  if (e.code == ErrorCode::Internal) {
+    err["message"] = fmt::format("internal error, report id {}", requestId.empty() ? "none" : requestId);
+  } else {
+    err["message"] = e.message;
+    if (!e.field.empty()) {
+      err["field"] = e.field;
+      err["value"] = e.value;
+    }
+  }
+  if (!requestId.empty()) err["request_id"] = std::string(requestId);
+  return nlohmann::json{{"error", std::move(err)}};
+}
+
+void logError(const Error& e, std::string_view requestId) {
+  if (e.code == ErrorCode::Internal)
+    spdlog::error("internal error req={}: {}", requestId, e.message);
+  else
+    spdlog::debug("request failed req={}: {}", requestId, e.describe());
+}
+
+}  // namespace corral::api

@@ -1,0 +1,31 @@
+// The one place that maps an Error to an HTTP status and to the error JSON the
+// API returns (STYLE.md §7):
+//   {"error": {"code": "invalid_input", "message": "...", "field": "...", "value": "..."}}
+// Internal errors never show their message (it may hold paths, argv or worse):
+// the body says "internal error, report id <id>" and logError() writes the real
+// message to the log under the same id.
+#pragma once
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "util/result.h"
+
+namespace corral::api {
+
+// InvalidInput 400, NotFound 404, AlreadyExists/FailedPrecondition/QuotaExceeded
+// 409, Forbidden 403, Unavailable 503, Timeout 504, Internal 500.
+int httpStatus(ErrorCode code);
+
+// The response body for e. Pure: does not log (see logError). Every key is
+// always present: "field" and "value" are null unless the error names a field,
+// and "request_id" is added when known.
+nlohmann::json errorBody(const Error& e, std::string_view requestId);
+
+// Logs what the operator needs to see: Internal at error level with the real
+// message and the request id (the report id shown to the caller), the others at
+// debug (they are the caller's business and are already in the access log).
+void logError(const Error& e, std::string_view requestId);
+
+}  // namespace corral::api

@@ -1,0 +1,192 @@
+// Route matching, Request/Response helpers and request ids. See router.h.
+#include "api/router.h"
+
+#include <atomic>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "api/http_error.h"
+
+namespace corral::api {
+namespace {
+
+std::vector<std::string_view> splitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  // "/a/b/" and "/a/b" are the same resource; "/" is zero segments.
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+bool isParam(std::string_view seg) { return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}'; }
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+thread_local std::string tCurrentRequestId;
+
+}  // namespace
+
+Result<nlohmann::json> Request::jsonBody() const {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Error::invalidInput("body", "", "is not valid JSON");
+  return j;
+}
+
+Response Response::json(int status, const nlohmann::json& j) {
+  Response r;
+  r.status = status;
+  // Replace invalid UTF-8 rather than throw: a handler echoing a user's bytes
+  // must not turn into a 500.
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body += '\n';
+  return r;
+}
+
+Response Response::text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.contentType = "text/plain; charset=utf-8";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::error(const Error& e, std::string_view requestId) {
+  std::string id(requestId.empty() ? currentRequestId() : requestId);
+  logError(e, id);
+  return json(httpStatus(e.code), errorBody(e, id));
+}
+
+Response Response::noContent() {
+  Response r;
+  r.status = 204;
+  r.contentType.clear();
+  return r;
+}
+
+void Router::add(std::string method, std::string pattern, Handler h) {
+  Route r;
+  for (auto seg : splitPath(pattern)) r.segments.emplace_back(seg);
+  r.method = std::move(method);
+  r.pattern = std::move(pattern);
+  r.handler = std::move(h);
+  routes_.push_back(std::move(r));
+}
+
+Response Router::dispatch(Request& req) const {
+  auto segs = splitPath(req.path);
+  const Route* best = nullptr;
+  std::set<std::string> allowed;
+  // Specificity: at the first segment where two matching patterns differ, the
+  // literal wins. Encoded as a bit string, most significant = first segment.
+  auto literalMask = [](const Route& r) {
+    std::vector<bool> m;
+    for (const auto& s : r.segments) m.push_back(!isParam(s));
+    return m;
+  };
+  for (const auto& r : routes_) {
+    if (r.segments.size() != segs.size()) continue;
+    bool match = true;
+    for (size_t i = 0; i < segs.size() && match; ++i)
+      match = isParam(r.segments[i]) ? !segs[i].empty() : r.segments[i] == segs[i];
+    if (!match) continue;
+    allowed.insert(r.method);
+    if (r.method != req.method) continue;
+    if (best == nullptr || literalMask(r) > literalMask(*best)) best = &r;
+  }
+  if (best == nullptr) {
+    if (allowed.empty())
+      return Response::error(Error::notFound(fmt::format("no such API path: {}", req.path)), req.requestId);
+    std::string allow;
+    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+    Error e{ErrorCode::InvalidInput, fmt::format("method {} is not allowed on {} (allowed: {})", req.method,
+                                                 req.path, allow), "method", req.method};
+    Response resp = Response::json(405, errorBody(e, req.requestId));
+    resp.headers["Allow"] = allow;
+    return resp;
+  }
+  req.params.clear();
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const auto& s = best->segments[i];
+    if (isParam(s)) req.params[s.substr(1, s.size() - 2)] = percentDecode(segs[i], false);
+  }
+  return best->handler(req);
+}
+
+std::vector<std::pair<std::string, std::string>> Router::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(routes_.size());
+  for (const auto& r : routes_) out.emplace_back(r.method, r.pattern);
+  return out;
+}
+
+std::string newRequestId() {
+  static const uint64_t prefix = [] {
+    std::random_device rd;
+    return (uint64_t(rd()) << 32) | rd();
+  }();
+  static std::atomic<uint64_t> counter{0};
+  // Mixing the counter in keeps ids unique within a process; the random prefix
+  // keeps them apart across daemon restarts.
+  uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  uint64_t x = prefix ^ (n * 0x9E3779B97F4A7C15ULL);
+  return fmt::format("{:016x}", x);
+}
+
+std::string_view currentRequestId() { return tCurrentRequestId; }
+
+RequestIdScope::RequestIdScope(std::string id) : previous_(std::move(tCurrentRequestId)) {
+  tCurrentRequestId = std::move(id);
+}
+
+RequestIdScope::~RequestIdScope() { tCurrentRequestId = std::move(previous_); }
+
+std::string percentDecode(std::string_view s, bool plusAsSpace) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < s.size()) {
+      int hi = hexValue(s[i + 1]), lo = hexValue(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += char(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += (plusAsSpace && c == '+') ? ' ' : c;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parseQuery(std::string_view query) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    if (!pair.empty()) {
+      size_t eq = pair.find('=');
+      std::string key = percentDecode(pair.substr(0, eq), true);
+      std::string value = eq == std::string_view::npos ? "" : percentDecode(pair.substr(eq + 1), true);
+      out[std::move(key)] = std::move(value);
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+}  // namespace corral::api

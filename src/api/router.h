@@ -1,0 +1,115 @@
+// The API's request/response values and the route table that maps (method, path
+// pattern) to a handler.
+//
+// Request and Response are plain values: the transport (http_server.cc) fills a
+// Request from the wire and writes a Response back; handlers (api/routes/*) never
+// see Beast. The Router matches "/api/v1/vms/{name}" style patterns segment by
+// segment, fills Request::params (percent-decoded), and answers 404 for an unknown
+// path and 405 (with an Allow header) for a known path with the wrong method. It
+// holds no business rules and does no authentication (HttpServerOptions::authorize
+// runs before dispatch).
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "util/result.h"
+
+namespace corral::api {
+
+struct Request {
+  std::string method;                         // "GET", "POST", "DELETE"
+  std::string path;                           // "/api/v1/vms/web1", as received, without the query
+  std::map<std::string, std::string> query;   // decoded ?a=b
+  std::map<std::string, std::string> params;  // from the route pattern {name}, decoded
+  std::string body;
+  uid_t peerUid = (uid_t)-1;  // SO_PEERCRED of the unix-socket peer
+  pid_t peerPid = 0;
+  std::string requestId;  // generated per request, logged with it
+
+  // The body parsed as JSON. An empty (or all-blank) body is {}; malformed JSON is
+  // InvalidInput with field "body".
+  Result<nlohmann::json> jsonBody() const;
+};
+
+struct Response {
+  int status = 200;
+  std::string contentType = "application/json";
+  std::string body;
+  // Extra response headers (e.g. "Allow" on a 405). Content-Type and
+  // Content-Length are set by the transport from the fields above.
+  std::map<std::string, std::string> headers;
+
+  static Response json(int status, const nlohmann::json& j);
+  static Response text(int status, std::string body);
+  // The error JSON of http_error.h with its status. An empty requestId takes the
+  // id of the request the calling thread is serving (see RequestIdScope), so a
+  // handler may simply `return Response::error(e);`. Internal errors are logged
+  // here with the real message; the body only carries a report id.
+  static Response error(const Error& e, std::string_view requestId = {});
+  static Response noContent();  // 204
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+class Router {
+ public:
+  // pattern: absolute path whose segments are literals or "{name}" (one whole,
+  // non-empty segment). Not thread-safe: build the table before serving; after
+  // that dispatch() may run on many threads at once.
+  void add(std::string method, std::string pattern, Handler h);
+
+  // Fills req.params and calls the matching handler. A trailing slash is ignored
+  // ("/api/v1/vms/" is "/api/v1/vms"). Literal segments win over parameters when
+  // both would match. 404 for an unknown path, 405 with Allow for a known path
+  // and the wrong method. Does not catch exceptions: the transport does.
+  Response dispatch(Request& req) const;
+
+  // (method, pattern) in the order added, for the OpenAPI test.
+  std::vector<std::pair<std::string, std::string>> routes() const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;  // "{x}" kept verbatim for parameters
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// A fresh request id: 16 lowercase hex digits, random per process and counted
+// per request, short enough to read out loud from a report.
+std::string newRequestId();
+
+// The request id of the request the calling thread is serving, or "" outside a
+// request. Set by the transport around each handler call.
+std::string_view currentRequestId();
+
+class RequestIdScope {
+ public:
+  explicit RequestIdScope(std::string id);
+  ~RequestIdScope();
+  RequestIdScope(const RequestIdScope&) = delete;
+  RequestIdScope& operator=(const RequestIdScope&) = delete;
+
+ private:
+  std::string previous_;
+};
+
+// Percent-decoding for one path segment or query component. '+' becomes a space
+// only when plusAsSpace (query strings). Malformed escapes are kept verbatim.
+std::string percentDecode(std::string_view s, bool plusAsSpace);
+
+// Splits "a=1&b=x%20y" into decoded pairs; a later duplicate key wins.
+std::map<std::string, std::string> parseQuery(std::string_view query);
+
+}  // namespace corral::api
