@@ -353,7 +353,7 @@ void VmManager::handleExit(Entry& e, const std::string& name, const qemu::ExitIn
       if (!restarted.ok())
         spdlog::error("vm={} restart after crash failed: {}", name, restarted.error().message);
       else
-        spdlog::info("vm={} restarted after crash (on_crash=restart)", name);
+        (void)setState(name, toString(VmState::Running), fmt::format("restarted after: {}", reason), restarted->pid);
       return;
     }
   }

@@ -47,7 +47,8 @@ void DaemonHarness::startDaemon() {
   daemon_->args({"--state-dir", stateDir(), "--accel", "tcg", "--log-level", "debug"})
       .keepEnv({"PATH"})
       .stderrToFile((dir_ / "corrald.log").string(), true)
-      .stdoutToNull();
+      .stdoutToNull()
+      .allowFailureStatus();  // killDaemon() ends it with SIGKILL on purpose
   auto started = daemon_->start();
   ASSERT_TRUE(started.ok()) << started.error().message;
   bool up = waitFor([&] { return cli({"node", "info"}).exitCode == 0; }, 60s);
