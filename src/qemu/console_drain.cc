@@ -1,0 +1,98 @@
+// Serial console drain into a bounded log; see console_drain.h.
+#include "qemu/console_drain.h"
+
+#include <chrono>
+#include <future>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+namespace corral::qemu {
+
+namespace asio = boost::asio;
+using stream = asio::local::stream_protocol;
+
+ConsoleDrain::ConsoleDrain(asio::io_context& io, std::shared_ptr<util::RotatingLog> log)
+    : strand_(asio::make_strand(io)), socket_(strand_), log_(std::move(log)), buffer_(new char[kReadBufferBytes]) {}
+
+ConsoleDrain::~ConsoleDrain() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+Result<std::shared_ptr<ConsoleDrain>> ConsoleDrain::start(asio::io_context& io, const std::string& socketPath,
+                                                          std::shared_ptr<util::RotatingLog> log) {
+  std::shared_ptr<ConsoleDrain> d(new ConsoleDrain(io, std::move(log)));
+  boost::system::error_code ec;
+  // Connected before any async operation exists, so no other thread touches it yet.
+  d->socket_.connect(stream::endpoint(socketPath), ec);
+  if (ec) return Error::unavailable(fmt::format("serial console {}: {}", socketPath, ec.message()));
+  asio::post(d->strand_, [d] { d->readMore(); });
+  return d;
+}
+
+void ConsoleDrain::setTap(Tap tap) {
+  std::lock_guard lock(tapMu_);
+  tap_ = std::move(tap);
+}
+
+void ConsoleDrain::readMore() {
+  if (closeRequested_.load()) {
+    closeOnIoThread();
+    return;
+  }
+  socket_.async_read_some(
+      asio::buffer(buffer_.get(), kReadBufferBytes),
+      asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+        if (n > 0 && !self->closeRequested_.load()) {
+          std::string_view chunk(self->buffer_.get(), n);
+          self->bytes_ += n;
+          auto r = self->log_->append(chunk);
+          if (!r.ok()) spdlog::warn("console log {}: {}", self->log_->path(), r.error().describe());
+          Tap tap;
+          {
+            std::lock_guard lock(self->tapMu_);
+            tap = self->tap_;
+          }
+          if (tap) tap(chunk);
+        }
+        if (ec) {
+          // EOF: QEMU closed the chardev (it exited). operation_aborted: close().
+          self->closeOnIoThread();
+          return;
+        }
+        self->readMore();
+      }));
+}
+
+void ConsoleDrain::closeOnIoThread() noexcept {
+  closeRequested_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  finished_ = true;
+}
+
+void ConsoleDrain::close() noexcept {
+  if (finished_.load()) return;
+  closeRequested_ = true;
+  try {
+    if (strand_.running_in_this_thread()) {
+      closeOnIoThread();
+      return;
+    }
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    asio::post(strand_, [self = shared_from_this(), done] {
+      self->closeOnIoThread();
+      done->set_value();
+    });
+    // If the io_context is not running the posted close runs whenever it does;
+    // the read handler then sees closeRequested_ and drops its bytes.
+    fut.wait_for(std::chrono::seconds(2));
+  } catch (...) {
+    // shared_from_this() throws only when nobody owns us (from the destructor); nothing to do.
+  }
+}
+
+}  // namespace corral::qemu
