@@ -13,7 +13,9 @@ struct Config {
   std::string qemuBinary = "qemu-system-x86_64";
   std::string logLevel = "info";
   unsigned stopTimeoutSeconds = 60;
-  unsigned apiThreads = 8;
+  // A start or stop holds its handler thread until QEMU answers, so this bounds
+  // how many VMs start at once; the threads are idle otherwise.
+  unsigned apiThreads = 32;
 };
 
 }  // namespace corral::daemon

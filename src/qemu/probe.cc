@@ -236,11 +236,21 @@ Result<QemuCaps> Probe::run(const BinaryIdentity& binary) {
   caps.binary = binary;
   {
     IoThread io;
-    auto transport = QmpTransport::create(io.io());
     auto left = [&] {
       return std::max(Ms(1), std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now()));
     };
-    if (auto g = transport->connectSync(sock, left()); !g.ok()) return fail(g.error());
+    // The socket file exists a moment before QEMU listens on it: a refused
+    // connect is retried until the deadline, or until QEMU exits.
+    std::shared_ptr<QmpTransport> transport;
+    for (;;) {
+      transport = QmpTransport::create(io.io());
+      auto g = transport->connectSync(sock, left());
+      if (g.ok()) break;
+      if (g.error().kind != QmpError::Kind::Disconnected || std::chrono::steady_clock::now() >= deadline)
+        return fail(g.error());
+      auto st = cmd.wait(Ms(10));
+      if (st.ok()) return fail(errorf(ErrorCode::Unavailable, "QEMU {} before answering", st->describe()));
+    }
     Monitor mon(transport, left());
     Result<QemuVersion> version = mon.queryVersion();
     if (!version.ok()) return fail(version.error());
