@@ -432,12 +432,15 @@ Result<std::shared_ptr<QmpTransport>> connectQmpWhileStarting(asio::io_context& 
       qmp->close();
       if (greeting.error().kind != QmpError::Kind::Disconnected) break;
     }
-    // Sleep on the pidfd: a dying QEMU wakes us at once.
+    // Sleep on the pidfd: a dying QEMU wakes us at once. The period is short
+    // because QEMU creates the socket ~40 ms after exec and every ms of
+    // oversleep is start latency; a stat() every 2 ms costs nothing.
+    constexpr int kStartPollMs = 2;
     if (pidfd >= 0) {
       struct pollfd pfd {pidfd, POLLIN, 0};
-      ::poll(&pfd, 1, 20);
+      ::poll(&pfd, 1, kStartPollMs);
     } else {
-      std::this_thread::sleep_for(Ms(20));
+      std::this_thread::sleep_for(Ms(kStartPollMs));
     }
   }
   return Error::timeout(fmt::format("QMP socket {} not ready within {} ms: {}", path, timeout.count(), lastError));

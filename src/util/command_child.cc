@@ -85,7 +85,16 @@ void resetSignals() {
   sigemptyset(&sa.sa_mask);
   for (int s = 1; s < NSIG; ++s) {
     if (s == SIGKILL || s == SIGSTOP) continue;
-    ::sigaction(s, &sa, nullptr);  // fails for the libc-reserved real-time ones: fine
+    if (::sigaction(s, &sa, nullptr) == 0) continue;
+    // glibc refuses its own reserved real-time signals (32, 33), yet an
+    // ignored one would still be inherited across exec: ask the kernel directly.
+    struct {
+      void (*handler)(int);
+      unsigned long flags;
+      void (*restorer)();
+      unsigned long mask;
+    } kernelAction = {SIG_DFL, 0, nullptr, 0};
+    ::syscall(SYS_rt_sigaction, s, &kernelAction, nullptr, sizeof(kernelAction.mask));
   }
   sigset_t none;
   sigemptyset(&none);
