@@ -49,6 +49,18 @@ Response consoleLog(core::VmManager& m, const Request& req) {
   return r;
 }
 
+// Parses the JSON body with `parse`, then answers with `act(parsed value)`.
+template <class Parse, class Act>
+Response withBody(const Request& req, Parse parse, Act act) {
+  auto body = req.jsonBody();
+  if (!body.ok()) return Response::error(body.error());
+  auto parsed = parse(*body);
+  if (!parsed.ok()) return Response::error(parsed.error());
+  return act(*parsed);
+}
+
+Response noContentOr(const Result<void>& r) { return r.ok() ? Response::noContent() : Response::error(r.error()); }
+
 // POST /vms/{name}/actions/{verb} handlers share this shape.
 using Action = Result<store::VmRecord> (core::VmManager::*)(const std::string&);
 Handler action(core::VmManager& m, Action a) {
@@ -62,40 +74,24 @@ void addRoutes(Router& router, core::VmManager& m, NodeFacts nodeFacts) {
 
   router.add("GET", "/api/v1/images", [&m](const Request&) { return listImages(m); });
   router.add("POST", "/api/v1/images", [&m](const Request& req) {
-    auto body = req.jsonBody();
-    if (!body.ok()) return Response::error(body.error());
-    auto parsed = parseImportImage(*body);
-    if (!parsed.ok()) return Response::error(parsed.error());
-    return render(m.importImage(*parsed), 201);
+    return withBody(req, parseImportImage, [&](const auto& r) { return render(m.importImage(r), 201); });
   });
   router.add("GET", "/api/v1/images/{name}", [&m](const Request& req) { return render(m.getImage(req.params.at("name"))); });
-  router.add("DELETE", "/api/v1/images/{name}", [&m](const Request& req) {
-    auto r = m.removeImage(req.params.at("name"));
-    return r.ok() ? Response::noContent() : Response::error(r.error());
-  });
+  router.add("DELETE", "/api/v1/images/{name}",
+             [&m](const Request& req) { return noContentOr(m.removeImage(req.params.at("name"))); });
 
   router.add("GET", "/api/v1/vms", [&m](const Request&) { return listVms(m); });
   router.add("POST", "/api/v1/vms", [&m](const Request& req) {
-    auto body = req.jsonBody();
-    if (!body.ok()) return Response::error(body.error());
-    auto parsed = parseCreateVm(*body);
-    if (!parsed.ok()) return Response::error(parsed.error());
-    return render(m.create(*parsed), 201);
+    return withBody(req, parseCreateVm, [&](const auto& r) { return render(m.create(r), 201); });
   });
   router.add("GET", "/api/v1/vms/{name}", [&m](const Request& req) { return render(m.get(req.params.at("name"))); });
-  router.add("DELETE", "/api/v1/vms/{name}", [&m](const Request& req) {
-    auto r = m.remove(req.params.at("name"));
-    return r.ok() ? Response::noContent() : Response::error(r.error());
-  });
+  router.add("DELETE", "/api/v1/vms/{name}",
+             [&m](const Request& req) { return noContentOr(m.remove(req.params.at("name"))); });
   router.add("GET", "/api/v1/vms/{name}/log", [&m](const Request& req) { return consoleLog(m, req); });
 
   router.add("POST", "/api/v1/vms/{name}/actions/start", action(m, &core::VmManager::start));
   router.add("POST", "/api/v1/vms/{name}/actions/stop", [&m](const Request& req) {
-    auto body = req.jsonBody();
-    if (!body.ok()) return Response::error(body.error());
-    auto opts = parseStop(*body);
-    if (!opts.ok()) return Response::error(opts.error());
-    return render(m.stop(req.params.at("name"), *opts));
+    return withBody(req, parseStop, [&](const auto& opts) { return render(m.stop(req.params.at("name"), opts)); });
   });
   router.add("POST", "/api/v1/vms/{name}/actions/reboot", action(m, &core::VmManager::reboot));
   router.add("POST", "/api/v1/vms/{name}/actions/pause", action(m, &core::VmManager::pause));
