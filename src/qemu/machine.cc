@@ -148,6 +148,9 @@ struct Machine::State : std::enable_shared_from_this<State> {
   void checkNow();
   void onProcessGone(std::optional<util::ExitStatus> st);
   void finalize();
+  // Routes QMP events and the disconnect to this state, held weakly so a
+  // detached machine hears nothing more.
+  void subscribeQmp();
   void onQmpEvent(const json& ev);
   void onQmpDisconnect();
   void stopWatchOnIo();
@@ -312,6 +315,16 @@ void Machine::State::finalize() {
   cv.notify_all();
   std::lock_guard lock(listenerMu);
   if (listener) listener->onMachineExit(info);
+}
+
+void Machine::State::subscribeQmp() {
+  std::weak_ptr<State> weak = shared_from_this();
+  eventHandlerId = qmp->onEvent([weak](const json& ev) {
+    if (auto s = weak.lock()) s->onQmpEvent(ev);
+  });
+  qmp->onDisconnect([weak](const QmpError&) {
+    if (auto s = weak.lock()) asio::post(s->strand, [s] { s->onQmpDisconnect(); });
+  });
 }
 
 void Machine::State::onQmpEvent(const json& ev) {
@@ -557,13 +570,7 @@ Result<std::unique_ptr<Machine>> Machine::launch(asio::io_context& io, LaunchCon
   state->pidfd = std::move(pidfd);
   state->listener = listener;
   rb.add([state] { state->detach(); });
-  std::weak_ptr<State> weak = state;
-  state->eventHandlerId = state->qmp->onEvent([weak](const json& ev) {
-    if (auto s = weak.lock()) s->onQmpEvent(ev);
-  });
-  state->qmp->onDisconnect([weak](const QmpError&) {
-    if (auto s = weak.lock()) asio::post(s->strand, [s] { s->onQmpDisconnect(); });
-  });
+  state->subscribeQmp();
 
   // The serial chardev exists before QMP answers (chardevs come first), and the
   // vCPUs are stopped (-S): no console byte is lost.
@@ -642,13 +649,7 @@ Result<std::unique_ptr<Machine>> Machine::reattach(asio::io_context& io, const s
   state->listener = listener;
   util::Rollback rb;
   rb.add([state] { state->detach(); });
-  std::weak_ptr<State> weak = state;
-  state->eventHandlerId = state->qmp->onEvent([weak](const json& ev) {
-    if (auto s = weak.lock()) s->onQmpEvent(ev);
-  });
-  state->qmp->onDisconnect([weak](const QmpError&) {
-    if (auto s = weak.lock()) asio::post(s->strand, [s] { s->onQmpDisconnect(); });
-  });
+  state->subscribeQmp();
 
   // A missing console is not worth refusing a running guest over.
   if (!rec.consoleLog.empty()) {
