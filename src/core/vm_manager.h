@@ -37,7 +37,6 @@ namespace corral::core {
 struct ManagerConfig {
   std::string qemuBinary = "qemu-system-x86_64";
   qemu::Accel accel = qemu::Accel::Tcg;
-  std::string accelReason;
   uint64_t minMemoryMib = 72;  // this kernel does not boot below 72 MiB
   uint64_t maxMemoryMib = 0;   // 0: the host's total memory
   unsigned maxVcpus = 0;       // 0: the host's CPUs

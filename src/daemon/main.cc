@@ -63,7 +63,6 @@ int run(const Config& cfg) {
   core::ManagerConfig mc;
   mc.qemuBinary = node->qemuBinary;
   mc.accel = node->accel;
-  mc.accelReason = node->accelReason;
   mc.defaultStopTimeout = std::chrono::seconds(cfg.stopTimeoutSeconds);
   int rc = 0;
   {

@@ -362,22 +362,8 @@ void QmpTransport::onWaiterTimeout(std::uint64_t waiterId, Millis after) {
 }
 
 void QmpTransport::sendLine(std::string&& line) {
-  if (queued_.empty() && !writeInFlight_) {
-    writing_ = std::move(line);
-    writeInFlight_ = true;
-    asio::async_write(socket_, asio::buffer(writing_),
-                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                        self->writeInFlight_ = false;
-                        if (self->state_ == State::Closed) return;
-                        if (ec) {
-                          self->fail(QmpError::disconnected({}, fmt::format("write failed: {}", ec.message())));
-                          return;
-                        }
-                        if (!self->queued_.empty()) self->startWrite();
-                      });
-    return;
-  }
   queued_ += line;
+  if (!writeInFlight_) startWrite();
 }
 
 void QmpTransport::startWrite() {
