@@ -17,6 +17,9 @@ int httpStatus(ErrorCode code) {
     case ErrorCode::FailedPrecondition: return 409;
     case ErrorCode::QuotaExceeded: return 409;
     case ErrorCode::Forbidden: return 403;
+    case ErrorCode::Unauthenticated: return 401;
+    case ErrorCode::VersionMismatch: return 412;
+    case ErrorCode::RateLimited: return 429;
     case ErrorCode::Unavailable: return 503;
     case ErrorCode::Timeout: return 504;
     case ErrorCode::Internal: return 500;
@@ -39,6 +42,13 @@ nlohmann::json errorBody(const Error& e, std::string_view requestId) {
       err["value"] = e.value;
     }
   }
+  if (e.quota) {
+    err["resource"] = e.quota->resource;
+    err["limit"] = e.quota->limit;
+    err["usage"] = e.quota->usage;
+    err["request"] = e.quota->requested;
+  }
+  if (e.retryAfterSeconds > 0) err["retry_after"] = e.retryAfterSeconds;
   if (!requestId.empty()) err["request_id"] = std::string(requestId);
   return nlohmann::json{{"error", std::move(err)}};
 }

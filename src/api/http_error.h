@@ -14,8 +14,11 @@
 
 namespace corral::api {
 
-// InvalidInput 400, NotFound 404, AlreadyExists/FailedPrecondition/QuotaExceeded
-// 409, Forbidden 403, Unavailable 503, Timeout 504, Internal 500.
+// InvalidInput 400, Unauthenticated 401, Forbidden 403, NotFound 404,
+// AlreadyExists/FailedPrecondition/QuotaExceeded 409, VersionMismatch 412,
+// RateLimited 429, Internal 500, Unavailable 503, Timeout 504.
+// A QuotaExceeded body adds "resource", "limit", "usage", "request"; a
+// RateLimited one "retry_after" (seconds, also sent as Retry-After).
 int httpStatus(ErrorCode code);
 
 // The response body for e. Pure: does not log (see logError). Every key is

@@ -64,10 +64,19 @@ Response Response::text(int status, std::string body) {
   return r;
 }
 
+const std::string& Request::header(const std::string& lowercaseName) const {
+  static const std::string kEmpty;
+  auto it = headers.find(lowercaseName);
+  return it == headers.end() ? kEmpty : it->second;
+}
+
 Response Response::error(const Error& e, std::string_view requestId) {
   std::string id(requestId.empty() ? currentRequestId() : requestId);
   logError(e, id);
-  return json(httpStatus(e.code), errorBody(e, id));
+  Response r = json(httpStatus(e.code), errorBody(e, id));
+  if (e.retryAfterSeconds > 0) r.headers["Retry-After"] = std::to_string(e.retryAfterSeconds);
+  if (e.code == ErrorCode::Unauthenticated) r.headers["WWW-Authenticate"] = "Bearer realm=\"corral\"";
+  return r;
 }
 
 Response Response::noContent() {
@@ -86,10 +95,18 @@ void Router::add(std::string method, std::string pattern, Handler h) {
   routes_.push_back(std::move(r));
 }
 
-Response Router::dispatch(Request& req) const {
+void Router::addWebSocket(std::string pattern, WsHandler h) {
+  add("GET", std::move(pattern), [](const Request& req) {
+    return Response::error(Error::invalidInput("upgrade", req.header("upgrade"),
+                                               "this path is a WebSocket: send a GET with Upgrade: websocket"),
+                           req.requestId);
+  });
+  routes_.back().wsHandler = std::move(h);
+}
+
+const Router::Route* Router::match(Request& req, std::set<std::string>* allowed) const {
   auto segs = splitPath(req.path);
   const Route* best = nullptr;
-  std::set<std::string> allowed;
   // Specificity: at the first segment where two matching patterns differ, the
   // literal wins. Encoded as a bit string, most significant = first segment.
   auto literalMask = [](const Route& r) {
@@ -103,10 +120,28 @@ Response Router::dispatch(Request& req) const {
     for (size_t i = 0; i < segs.size() && match; ++i)
       match = isParam(r.segments[i]) ? !segs[i].empty() : r.segments[i] == segs[i];
     if (!match) continue;
-    allowed.insert(r.method);
+    allowed->insert(r.method);
     if (r.method != req.method) continue;
     if (best == nullptr || literalMask(r) > literalMask(*best)) best = &r;
   }
+  if (best == nullptr) return nullptr;
+  req.params.clear();
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const auto& s = best->segments[i];
+    if (isParam(s)) req.params[s.substr(1, s.size() - 2)] = percentDecode(segs[i], false);
+  }
+  return best;
+}
+
+const WsHandler* Router::matchWebSocket(Request& req) const {
+  std::set<std::string> allowed;
+  const Route* r = match(req, &allowed);
+  return r != nullptr && r->wsHandler ? &r->wsHandler : nullptr;
+}
+
+Response Router::dispatch(Request& req) const {
+  std::set<std::string> allowed;
+  const Route* best = match(req, &allowed);
   if (best == nullptr) {
     if (allowed.empty())
       return Response::error(Error::notFound(fmt::format("no such API path: {}", req.path)), req.requestId);
@@ -117,11 +152,6 @@ Response Router::dispatch(Request& req) const {
     Response resp = Response::json(405, errorBody(e, req.requestId));
     resp.headers["Allow"] = allow;
     return resp;
-  }
-  req.params.clear();
-  for (size_t i = 0; i < segs.size(); ++i) {
-    const auto& s = best->segments[i];
-    if (isParam(s)) req.params[s.substr(1, s.size() - 2)] = percentDecode(segs[i], false);
   }
   return best->handler(req);
 }

@@ -14,6 +14,8 @@
 
 #include <functional>
 #include <map>
+#include <set>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/websocket.h"
+#include "core/principal.h"
 #include "util/result.h"
 
 namespace corral::api {
@@ -31,9 +35,21 @@ struct Request {
   std::map<std::string, std::string> query;   // decoded ?a=b
   std::map<std::string, std::string> params;  // from the route pattern {name}, decoded
   std::string body;
+  // Header names lowercased ("authorization", "cookie", "if-match", "origin",
+  // "x-csrf-token"); a repeated header keeps the last value.
+  std::map<std::string, std::string> headers;
+  std::string transport = "unix";  // "unix" | "tls"
   uid_t peerUid = (uid_t)-1;  // SO_PEERCRED of the unix-socket peer
   pid_t peerPid = 0;
+  std::string peerAddress;      // "127.0.0.1" for TLS peers, "" on the unix socket
+  std::string clientCertEmail;  // a verified TLS client certificate's email, when any
   std::string requestId;  // generated per request, logged with it
+  // Set by HttpServerOptions::authenticate before dispatch; null when the route
+  // is public (login) or no authenticator is installed.
+  std::shared_ptr<const core::Principal> principal;
+
+  // The header's value, or "" when absent; name in lowercase.
+  const std::string& header(const std::string& lowercaseName) const;
 
   // The body parsed as JSON. An empty (or all-blank) body is {}; malformed JSON is
   // InvalidInput with field "body".
@@ -73,7 +89,15 @@ class Router {
   // and the wrong method. Does not catch exceptions: the transport does.
   Response dispatch(Request& req) const;
 
-  // (method, pattern) in the order added, for the OpenAPI test.
+  // A WebSocket route at pattern (method GET). dispatch() of a plain GET there
+  // answers 400 asking for an upgrade.
+  void addWebSocket(std::string pattern, WsHandler h);
+
+  // For an upgrade request: the WebSocket route matching req.path with req.params
+  // filled, or null (the transport then answers as dispatch() would).
+  const WsHandler* matchWebSocket(Request& req) const;
+
+  // (method, pattern) in the order added, WebSocket routes as GET, for the OpenAPI test.
   std::vector<std::pair<std::string, std::string>> routes() const;
 
  private:
@@ -82,7 +106,11 @@ class Router {
     std::string pattern;
     std::vector<std::string> segments;  // "{x}" kept verbatim for parameters
     Handler handler;
+    WsHandler wsHandler;  // set for WebSocket routes only
   };
+  // The best route for path and method (literal segments win), filling params;
+  // null when none, with *allowed the methods that path takes.
+  const Route* match(Request& req, std::set<std::string>* allowed) const;
   std::vector<Route> routes_;
 };
 

@@ -1,5 +1,8 @@
 // The Store interface: the desired and last observed state of this host's images
-// and VMs. SQLite now (store/sqlite_store), PostgreSQL for fleets later.
+// and VMs, and the control plane's users, groups, quotas, tokens, sessions and
+// operations. Two implementations behind it: SQLite (store/sqlite_store, the
+// default) and PostgreSQL (store/postgres_store, for fleets); one test suite
+// runs on both.
 //
 // Records are plain values; the rules about them (validation, state transitions)
 // live in core/. Every method is thread-safe. Uniqueness is enforced by the
@@ -8,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,7 +49,94 @@ struct VmRecord {
   std::string createdAt;
   std::string updatedAt;
   int64_t version = 1;
+  // Control plane. The owner is a user or a group (users and groups share one
+  // namespace, so the name alone is unambiguous); the administrator a user.
+  std::string ownerKind = "user";  // user | group
+  std::string owner;               // "" only for VMs made before owners existed
+  std::string administrator;
+  std::string contact;  // email
+  std::string description;
+  int64_t diskGib = 0;  // total of the VM's disks (the storage issue fills it)
 };
+
+struct UserRecord {
+  int64_t id = 0;
+  std::string login;
+  std::string displayName;
+  std::string email;
+  std::string passwordHash;  // argon2id encoded string; "" = no password login
+  bool admin = false;
+  std::string createdAt;
+  int64_t version = 1;
+};
+
+struct GroupRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string description;
+  std::string createdAt;
+  std::vector<std::string> members;  // logins, sorted
+};
+
+// Per-subject quota overrides; nullopt means "the configured default".
+struct QuotaRecord {
+  std::string subjectKind;  // user | group
+  std::string subject;
+  std::optional<int64_t> maxVms;
+  std::optional<int64_t> maxRunning;
+  std::optional<int64_t> maxMemoryTotalMib;  // memory of running VMs in total
+  std::optional<int64_t> minMemoryVmMib;
+  std::optional<int64_t> maxMemoryVmMib;
+  std::optional<int64_t> maxDiskTotalGib;
+  std::optional<int64_t> maxDiskVmGib;
+};
+
+// What a subject (the owner of VMs) uses now. A VM counts as running while its
+// desired state is not "stopped" or its state is starting/running/paused/stopping.
+struct Usage {
+  int64_t vms = 0;
+  int64_t running = 0;
+  int64_t memoryRunningMib = 0;
+  int64_t diskTotalGib = 0;
+};
+
+struct TokenRecord {
+  int64_t id = 0;
+  std::string login;       // whose token
+  std::string name;        // a label given at creation
+  std::string secretHash;  // hex SHA-256 of the secret; the secret itself is never stored
+  std::string createdAt;
+  std::string expiresAt;  // "" = never
+  std::string revokedAt;  // "" = live
+};
+
+struct SessionRecord {
+  std::string idHash;  // hex SHA-256 of the cookie value
+  std::string login;
+  std::string csrfToken;
+  std::string createdAt;
+  std::string expiresAt;
+};
+
+struct OperationRecord {
+  std::string id;      // random, 16 hex digits
+  std::string kind;    // "vm.start", "vm.stop", "vm.reboot", "vm.create", "image.import", ...
+  std::string target;  // the VM or image name
+  std::string requester;  // login
+  std::string state = "running";  // pending | running | succeeded | failed
+  int progress = 0;               // 0..100
+  std::string result;             // JSON text: the final object, or the error JSON
+  std::string createdAt;
+  std::string updatedAt;
+};
+
+// Called inside the store's transaction, with the usage of the VM's (new) owner
+// not counting the VM itself, and that owner's quota overrides (fields nullopt
+// when none). An Error aborts the transaction and is returned unchanged. An
+// empty QuotaCheck checks nothing. The store serialises every quota-checked
+// write per owner, so checks never race: 50 concurrent creates against a limit
+// of 5 give exactly 5 rows.
+using QuotaCheck = std::function<Result<void>(const Usage& ownerUsage, const QuotaRecord& ownerQuota)>;
 
 // What changes when a VM's observed state changes.
 struct VmStateUpdate {
@@ -66,12 +157,68 @@ class Store {
   // NotFound when absent; FailedPrecondition naming the VMs when in use.
   virtual Result<void> deleteImage(const std::string& name) = 0;
 
-  // AlreadyExists (field "name") when the name is taken; NotFound for an unknown image.
-  virtual Result<VmRecord> insertVm(const VmRecord& vm) = 0;
+  // AlreadyExists (field "name") when the name is taken; NotFound for an unknown
+  // image; check's error when the quota check refuses.
+  virtual Result<VmRecord> insertVm(const VmRecord& vm, const QuotaCheck& check = {}) = 0;
   virtual Result<std::optional<VmRecord>> findVm(const std::string& name) = 0;
   virtual Result<std::vector<VmRecord>> listVms() = 0;
   virtual Result<VmRecord> updateVmState(const std::string& name, const VmStateUpdate& update) = 0;
+  // Writes the settable fields of vm (name, owner kind/name, administrator,
+  // contact, description, memory, vcpus, on_crash, desired state, disk) to the row
+  // with vm.id, bumping version. expectedVersion 0 skips the version check;
+  // otherwise a different stored version is VersionMismatch. NotFound when the
+  // row is gone; AlreadyExists (field "name") on a rename to a taken name.
+  virtual Result<VmRecord> updateVm(const VmRecord& vm, int64_t expectedVersion, const QuotaCheck& check = {}) = 0;
   virtual Result<void> deleteVm(const std::string& name) = 0;
+  virtual Result<Usage> usage(const std::string& subjectKind, const std::string& subject) = 0;
+
+  // Users. AlreadyExists (field "login") on a taken login. Delete refuses
+  // (FailedPrecondition naming them) while the user owns or administers VMs, and
+  // removes the user's tokens, sessions and memberships with it.
+  virtual Result<UserRecord> insertUser(const UserRecord& user) = 0;
+  virtual Result<std::optional<UserRecord>> findUser(const std::string& login) = 0;
+  virtual Result<std::vector<UserRecord>> listUsers() = 0;
+  // display name, email, password hash, admin; version checked like updateVm.
+  virtual Result<UserRecord> updateUser(const UserRecord& user, int64_t expectedVersion) = 0;
+  virtual Result<void> deleteUser(const std::string& login) = 0;
+
+  // Groups. AlreadyExists (field "name"); delete refuses while the group owns VMs.
+  virtual Result<GroupRecord> insertGroup(const GroupRecord& group) = 0;
+  virtual Result<std::optional<GroupRecord>> findGroup(const std::string& name) = 0;
+  virtual Result<std::vector<GroupRecord>> listGroups() = 0;
+  virtual Result<void> deleteGroup(const std::string& name) = 0;
+  // NotFound for an unknown group or user; adding a member twice is fine.
+  virtual Result<void> addMember(const std::string& group, const std::string& login) = 0;
+  virtual Result<void> removeMember(const std::string& group, const std::string& login) = 0;
+  virtual Result<std::vector<std::string>> groupsOf(const std::string& login) = 0;
+
+  // Quota overrides. setQuota writes every field of q (nullopt clears back to
+  // the default); findQuota of a subject without overrides is all-nullopt.
+  virtual Result<void> setQuota(const QuotaRecord& q) = 0;
+  virtual Result<QuotaRecord> findQuota(const std::string& subjectKind, const std::string& subject) = 0;
+
+  // API tokens (hashes only).
+  virtual Result<TokenRecord> insertToken(const TokenRecord& token) = 0;
+  virtual Result<std::optional<TokenRecord>> findTokenByHash(const std::string& secretHash) = 0;
+  virtual Result<std::optional<TokenRecord>> findToken(int64_t id) = 0;
+  virtual Result<std::vector<TokenRecord>> listTokens(const std::string& login) = 0;  // "" = everyone's
+  virtual Result<void> revokeToken(int64_t id, const std::string& when) = 0;            // NotFound when absent
+
+  // Web login sessions.
+  virtual Result<void> insertSession(const SessionRecord& session) = 0;
+  virtual Result<std::optional<SessionRecord>> findSession(const std::string& idHash) = 0;
+  virtual Result<void> deleteSession(const std::string& idHash) = 0;
+  virtual Result<void> deleteSessionsOf(const std::string& login) = 0;
+  virtual Result<int64_t> deleteExpiredSessions(const std::string& now) = 0;
+
+  // Operations (long actions), newest first in lists.
+  virtual Result<void> insertOperation(const OperationRecord& op) = 0;
+  virtual Result<void> updateOperation(const OperationRecord& op) = 0;  // by id: state, progress, result, updated_at
+  virtual Result<std::optional<OperationRecord>> findOperation(const std::string& id) = 0;
+  virtual Result<std::vector<OperationRecord>> listOperations(size_t limit) = 0;
+  // At daemon start: operations left pending/running by a previous daemon become
+  // failed with this reason; returns how many.
+  virtual Result<int64_t> failUnfinishedOperations(const std::string& reason) = 0;
 
   // The schema version after migrations, for node verification and tests.
   virtual Result<int> schemaVersion() = 0;
@@ -80,6 +227,16 @@ class Store {
 // Opens (creating when absent) the SQLite database at path and applies every
 // pending migration, each in its own transaction.
 Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path);
+
+// Connects to PostgreSQL ("postgres://user@host:port/db?..." or a libpq
+// keyword string), with a pool of `connections`, and applies pending migrations
+// (under an advisory lock, so that many daemons starting at once migrate once).
+// The password, when any, comes from the URL or PGPASSFILE, never argv.
+Result<std::unique_ptr<Store>> openPostgresStore(const std::string& url, size_t connections = 8);
+
+// Opens the store a --db value names: "postgres://..." / "postgresql://..." is
+// PostgreSQL; anything else is a SQLite file path.
+Result<std::unique_ptr<Store>> openStore(const std::string& db);
 
 // Now in UTC as RFC 3339 with seconds ("2026-11-23T10:00:00Z").
 std::string nowRfc3339();

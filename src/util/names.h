@@ -16,4 +16,15 @@ Result<void> validateVmName(std::string_view field, std::string_view name);
 // leading, never "..".
 Result<void> validateImageName(std::string_view field, std::string_view name);
 
+// User logins and group names (one namespace): 1-32 of [a-z0-9_-], starting
+// with a letter or '_', as Debian's adduser allows, so a login is also the name
+// of a local account that the unix socket maps to.
+Result<void> validateLogin(std::string_view field, std::string_view name);
+
+// Email addresses for contacts and users: local@domain, the local part from
+// [A-Za-z0-9._%+-], the domain two or more DNS labels; at most 254 bytes. No
+// quoting, comments or IP literals: an address is shown and mailed, never parsed
+// by a shell.
+Result<void> validateEmail(std::string_view field, std::string_view email);
+
 }  // namespace corral::util

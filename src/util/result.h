@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,9 @@ enum class ErrorCode {
   FailedPrecondition,
   QuotaExceeded,
   Forbidden,
+  Unauthenticated,   // no or bad credentials (401)
+  VersionMismatch,   // a stale If-Match / version (412)
+  RateLimited,       // too many attempts; retry later (429)
   Unavailable,
   Timeout,
   Internal,
@@ -30,11 +34,22 @@ enum class ErrorCode {
 
 std::string_view toString(ErrorCode code);
 
+// The numbers of a QuotaExceeded refusal: which resource, its limit, what the
+// subject uses now and what the refused change asked for (same unit as limit).
+struct QuotaInfo {
+  std::string resource;  // "vms", "running", "memory_total", "memory_vm", "disk_total", "disk_vm"
+  int64_t limit = 0;
+  int64_t usage = 0;
+  int64_t requested = 0;
+};
+
 struct Error {
   ErrorCode code = ErrorCode::Internal;
   std::string message;
   std::string field;  // the input field at fault, empty when none
   std::string value;  // the offending value, as given
+  std::optional<QuotaInfo> quota;  // QuotaExceeded only
+  int retryAfterSeconds = 0;       // RateLimited only
 
   static Error invalidInput(std::string field, std::string value, std::string_view reason);
   static Error notFound(std::string message) { return {ErrorCode::NotFound, std::move(message), {}, {}}; }
@@ -47,6 +62,14 @@ struct Error {
   static Error unavailable(std::string message) { return {ErrorCode::Unavailable, std::move(message), {}, {}}; }
   static Error timeout(std::string message) { return {ErrorCode::Timeout, std::move(message), {}, {}}; }
   static Error internal(std::string message) { return {ErrorCode::Internal, std::move(message), {}, {}}; }
+  static Error forbidden(std::string message) { return {ErrorCode::Forbidden, std::move(message), {}, {}}; }
+  static Error unauthenticated(std::string message) {
+    return {ErrorCode::Unauthenticated, std::move(message), {}, {}};
+  }
+  static Error versionMismatch(int64_t expected, int64_t actual);
+  static Error rateLimited(std::string message, int retryAfterSeconds);
+  // "<resource>: limit L, in use U, requested R" (unit is the resource's: MiB, GiB, count).
+  static Error quotaExceeded(QuotaInfo q, std::string_view subject);
 
   // "context: message", keeping code and field; for adding what was being done.
   Error context(std::string_view what) const&;

@@ -1,0 +1,54 @@
+// Long actions as operations (DESIGN.md, State and truth): each gets an id and a
+// store row, runs on the operations pool, reports progress, and ends succeeded
+// (result: the final object) or failed (result: the error JSON). Listable and
+// waitable, so that an API call returns 202 at once and a client waits as long
+// as it likes (`corral op wait ID`).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+#include "util/result.h"
+
+namespace corral::core {
+
+class Operations {
+ public:
+  // Reports progress 0..100; cheap, any thread, rate-limited store writes.
+  using Progress = std::function<void(int percent)>;
+  // The work: its value becomes the operation's result (state succeeded), its
+  // Error the failure (state failed, result = the API's error JSON shape:
+  // {"code", "message", "field", "value"}).
+  using Work = std::function<Result<nlohmann::json>(const Progress& progress)>;
+
+  // threads: how many operations run at once; more wait as "pending".
+  Operations(store::Store& store, size_t threads);
+  // Waits for running operations to finish (a daemon stopping mid-operation
+  // leaves no half-done work behind it; unfinished ones are failed on next start).
+  ~Operations();
+  Operations(const Operations&) = delete;
+  Operations& operator=(const Operations&) = delete;
+
+  // Records the operation (state "pending") and queues work; returns the record.
+  Result<store::OperationRecord> start(std::string kind, std::string target, std::string requester, Work work);
+  Result<store::OperationRecord> get(const std::string& id);  // NotFound when unknown
+  // Returns once the operation has ended or timeout passed (then still running).
+  Result<store::OperationRecord> wait(const std::string& id, std::chrono::milliseconds timeout);
+  Result<std::vector<store::OperationRecord>> list(size_t limit);
+  size_t inFlight() const;  // pending + running, for reports and metrics
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace corral::core
