@@ -259,9 +259,18 @@ Result<HttpReply> http(const std::string& sock, std::string_view method, std::st
 }
 
 // http() that wants a 2xx.
+// One API call that must succeed; a 202 (an operation) is waited for, and its
+// failure is the call's.
 Result<HttpReply> call(const std::string& sock, std::string_view method, std::string_view target,
                        std::string_view body = {}) {
   HttpReply r = CORRAL_TRY(http(sock, method, target, body));
+  if (r.status == 202) {
+    auto op = json::parse(r.body, nullptr, false);
+    if (!op.is_object() || !op.contains("id")) return Error::unavailable(fmt::format("{} {}: 202 without an operation", method, target));
+    r = CORRAL_TRY(http(sock, "GET", fmt::format("/api/v1/operations/{}/wait?timeout=120", op["id"].get<std::string>())));
+    op = json::parse(r.body, nullptr, false);
+    if (r.status == 200 && op.value("state", "") != "succeeded") r.status = 500;
+  }
   if (r.status / 100 != 2) {
     return Error::unavailable(fmt::format("{} {}: HTTP {}: {}", method, target, r.status, r.body));
   }
@@ -509,8 +518,14 @@ class Rig {
   Result<double> start(int i) {
     const auto t0 = Clock::now();
     HttpReply r = CORRAL_TRY(http(socket(), "POST", fmt::format("/api/v1/vms/{}/actions/start", vmName(i))));
+    // 202 with an operation: the start is done when the operation is.
+    auto op = json::parse(r.body, nullptr, false);
+    if (r.status == 202 && op.is_object() && op.contains("id")) {
+      r = CORRAL_TRY(http(socket(), "GET", fmt::format("/api/v1/operations/{}/wait?timeout=120", op["id"].get<std::string>())));
+      op = json::parse(r.body, nullptr, false);
+    }
     const double ms = msSince(t0);
-    if (r.status != 200) {
+    if (r.status != 200 || !op.is_object() || op.value("state", "") != "succeeded") {
       return Error::unavailable(fmt::format("start {}: HTTP {}: {}\ncorrald log:\n{}", vmName(i), r.status, r.body,
                                             daemonLogTail()));
     }

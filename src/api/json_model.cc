@@ -1,13 +1,12 @@
 #include "api/json_model.h"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
 
 namespace corral::api {
 using nlohmann::json;
-
-namespace {
 
 // Unknown keys are refused rather than ignored: a misspelt "memroy" must not
 // silently give the default.
@@ -21,7 +20,7 @@ Result<void> onlyKeys(const json& body, std::initializer_list<std::string_view> 
   return ok();
 }
 
-Result<std::string> str(const json& body, const char* key, bool required) {
+Result<std::string> stringField(const json& body, const char* key, bool required) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) {
     if (required) return Error::invalidInput(key, "", "is required");
@@ -31,21 +30,26 @@ Result<std::string> str(const json& body, const char* key, bool required) {
   return it->get<std::string>();
 }
 
-Result<std::optional<int64_t>> integer(const json& body, const char* key) {
+Result<std::optional<int64_t>> intField(const json& body, const char* key) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return std::optional<int64_t>{};
   if (!it->is_number_integer()) return Error::invalidInput(key, it->dump(), "must be an integer");
   return std::optional<int64_t>{it->get<int64_t>()};
 }
 
-Result<bool> boolean(const json& body, const char* key) {
+Result<bool> boolField(const json& body, const char* key) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return false;
   if (!it->is_boolean()) return Error::invalidInput(key, it->dump(), "must be true or false");
   return it->get<bool>();
 }
 
-}  // namespace
+Result<std::optional<std::string>> optionalString(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end()) return std::optional<std::string>{};
+  if (!it->is_string()) return Error::invalidInput(key, it->dump(), "must be a string");
+  return std::optional<std::string>{it->get<std::string>()};
+}
 
 json toJson(const store::VmRecord& vm) {
   json j = {{"name", vm.name},           {"uuid", vm.uuid},
@@ -54,7 +58,10 @@ json toJson(const store::VmRecord& vm) {
             {"desired_state", vm.desiredState},
             {"on_crash", vm.onCrash},    {"pid", nullptr},
             {"created_at", vm.createdAt}, {"updated_at", vm.updatedAt},
-            {"state_reason", vm.stateReason}, {"version", vm.version}};
+            {"state_reason", vm.stateReason}, {"version", vm.version},
+            {"owner", vm.owner},         {"owner_kind", vm.ownerKind},
+            {"administrator", vm.administrator}, {"contact", vm.contact},
+            {"description", vm.description}, {"disk_gib", vm.diskGib}};
   if (vm.pid) j["pid"] = *vm.pid;
   if (!vm.accel.empty()) j["accelerator"] = vm.accel;
   return j;
@@ -67,23 +74,74 @@ json toJson(const store::ImageRecord& image) {
 }
 
 Result<core::CreateVmRequest> parseCreateVm(const json& body) {
-  CORRAL_TRY(onlyKeys(body, {"name", "image", "memory", "vcpus", "on_crash", "start"}));
+  CORRAL_TRY(onlyKeys(body, {"name", "image", "memory", "vcpus", "on_crash", "start", "owner", "administrator",
+                             "contact", "description"}));
   core::CreateVmRequest req;
-  req.name = CORRAL_TRY(str(body, "name", true));
-  req.image = CORRAL_TRY(str(body, "image", true));
-  req.memoryMib = CORRAL_TRY(integer(body, "memory"));
-  req.vcpus = CORRAL_TRY(integer(body, "vcpus"));
-  std::string onCrash = CORRAL_TRY(str(body, "on_crash", false));
+  req.name = CORRAL_TRY(stringField(body, "name", true));
+  req.image = CORRAL_TRY(stringField(body, "image", true));
+  req.memoryMib = CORRAL_TRY(intField(body, "memory"));
+  req.vcpus = CORRAL_TRY(intField(body, "vcpus"));
+  std::string onCrash = CORRAL_TRY(stringField(body, "on_crash", false));
   if (!onCrash.empty()) req.onCrash = onCrash;
-  req.start = CORRAL_TRY(boolean(body, "start"));
+  req.start = CORRAL_TRY(boolField(body, "start"));
+  req.owner = CORRAL_TRY(stringField(body, "owner", false));
+  req.administrator = CORRAL_TRY(stringField(body, "administrator", false));
+  req.contact = CORRAL_TRY(stringField(body, "contact", false));
+  req.description = CORRAL_TRY(stringField(body, "description", false));
   return req;
 }
+
+Result<core::ModifyVmRequest> parseModifyVm(const json& body) {
+  CORRAL_TRY(onlyKeys(body, {"name", "owner", "administrator", "contact", "description", "memory", "vcpus",
+                             "on_crash"}));
+  if (body.empty()) return Error::invalidInput("body", "{}", "names no field to change");
+  core::ModifyVmRequest req;
+  req.name = CORRAL_TRY(optionalString(body, "name"));
+  req.owner = CORRAL_TRY(optionalString(body, "owner"));
+  req.administrator = CORRAL_TRY(optionalString(body, "administrator"));
+  req.contact = CORRAL_TRY(optionalString(body, "contact"));
+  req.description = CORRAL_TRY(optionalString(body, "description"));
+  req.onCrash = CORRAL_TRY(optionalString(body, "on_crash"));
+  req.memoryMib = CORRAL_TRY(intField(body, "memory"));
+  req.vcpus = CORRAL_TRY(intField(body, "vcpus"));
+  return req;
+}
+
+Result<store::QuotaRecord> parseQuota(const json& body) {
+  store::QuotaRecord q;
+  if (!body.is_object()) return Error::invalidInput("body", body.dump(), "must be a JSON object");
+  for (const auto& [k, v] : body.items()) {
+    const auto& keys = core::quotaKeys();
+    auto key = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
+    if (key == keys.end()) return Error::invalidInput(k, v.dump(), "unknown field");
+    if (v.is_null()) continue;  // back to the default
+    if (!v.is_number_integer()) return Error::invalidInput(k, v.dump(), "must be an integer, -1 (unlimited) or null");
+    q.*(key->field) = v.get<int64_t>();
+  }
+  return q;
+}
+
+Result<int64_t> parseIfMatch(const std::string& header) {
+  if (header.empty()) return int64_t{0};
+  std::string v = header;
+  if (v.rfind("W/", 0) == 0) v = v.substr(2);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  try {
+    size_t used = 0;
+    long long n = std::stoll(v, &used);
+    if (used == v.size() && n > 0) return static_cast<int64_t>(n);
+  } catch (const std::exception&) {
+  }
+  return Error::invalidInput("If-Match", header, "must be an ETag this API gave, like \"3\"");
+}
+
+std::string etag(int64_t version) { return fmt::format("\"{}\"", version); }
 
 Result<core::StopOptions> parseStop(const json& body) {
   CORRAL_TRY(onlyKeys(body, {"force", "timeout"}));
   core::StopOptions opts;
-  opts.force = CORRAL_TRY(boolean(body, "force"));
-  auto timeout = CORRAL_TRY(integer(body, "timeout"));
+  opts.force = CORRAL_TRY(boolField(body, "force"));
+  auto timeout = CORRAL_TRY(intField(body, "timeout"));
   if (timeout) {
     if (*timeout < 0 || *timeout > 3600)
       return Error::invalidInput("timeout", std::to_string(*timeout), "must be 0 to 3600 seconds");
@@ -95,10 +153,10 @@ Result<core::StopOptions> parseStop(const json& body) {
 Result<core::ImportImageRequest> parseImportImage(const json& body) {
   CORRAL_TRY(onlyKeys(body, {"name", "kernel", "initrd", "append"}));
   core::ImportImageRequest req;
-  req.name = CORRAL_TRY(str(body, "name", true));
-  req.kernel = CORRAL_TRY(str(body, "kernel", true));
-  req.initrd = CORRAL_TRY(str(body, "initrd", false));
-  req.append = CORRAL_TRY(str(body, "append", false));
+  req.name = CORRAL_TRY(stringField(body, "name", true));
+  req.kernel = CORRAL_TRY(stringField(body, "kernel", true));
+  req.initrd = CORRAL_TRY(stringField(body, "initrd", false));
+  req.append = CORRAL_TRY(stringField(body, "append", false));
   return req;
 }
 

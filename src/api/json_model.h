@@ -2,6 +2,12 @@
 // only checks types and names the field; the rules are core/'s.
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
 #include <nlohmann/json.hpp>
 
 #include "core/vm_manager.h"
@@ -10,11 +16,27 @@
 
 namespace corral::api {
 
+// Field readers for request bodies, each naming the field in its error.
+// onlyKeys refuses unknown keys (a misspelt "memroy" must not silently give the default).
+Result<void> onlyKeys(const nlohmann::json& body, std::initializer_list<std::string_view> keys);
+Result<std::string> stringField(const nlohmann::json& body, const char* key, bool required);
+Result<std::optional<int64_t>> intField(const nlohmann::json& body, const char* key);
+Result<bool> boolField(const nlohmann::json& body, const char* key);
+// Absent: nullopt; present: must be a string (possibly empty, to clear a field).
+Result<std::optional<std::string>> optionalString(const nlohmann::json& body, const char* key);
+
+// If-Match: "\"7\"" (or W/"7", or 7) -> 7; absent -> 0 (no check).
+Result<int64_t> parseIfMatch(const std::string& header);
+std::string etag(int64_t version);  // "\"7\""
+
 nlohmann::json toJson(const store::VmRecord& vm);
 nlohmann::json toJson(const store::ImageRecord& image);
 
 Result<core::CreateVmRequest> parseCreateVm(const nlohmann::json& body);
 Result<core::StopOptions> parseStop(const nlohmann::json& body);
 Result<core::ImportImageRequest> parseImportImage(const nlohmann::json& body);
+Result<core::ModifyVmRequest> parseModifyVm(const nlohmann::json& body);
+// {"max_vms": 5, "max_memory_vm": null, ...}: null clears an override.
+Result<store::QuotaRecord> parseQuota(const nlohmann::json& body);
 
 }  // namespace corral::api

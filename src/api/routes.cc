@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "api/json_model.h"
+#include "api/routes_identity.h"
+#include "api/routes_ops.h"
 
 namespace corral::api {
 namespace {
@@ -17,8 +19,27 @@ Response render(Result<T> r, int status = 200) {
   return Response::json(status, toJson(*r));
 }
 
-Response listVms(core::VmManager& m) {
-  auto vms = m.list();
+// A VM answer with its ETag, so that a client can modify it with If-Match.
+Response renderVm(Result<store::VmRecord> r, int status = 200) {
+  if (!r.ok()) return Response::error(r.error());
+  Response resp = Response::json(status, toJson(*r));
+  resp.headers["ETag"] = etag(r->version);
+  return resp;
+}
+
+using Authed = std::function<Response(const Request&, const core::Principal&)>;
+
+// Every route but login needs an identity; the authenticator set it, or the
+// server runs without one (tests of the transport), and then nobody may pass.
+Handler authed(Authed f) {
+  return [f = std::move(f)](const Request& req) {
+    if (!req.principal) return Response::error(Error::unauthenticated("this route needs credentials"));
+    return f(req, *req.principal);
+  };
+}
+
+Response listVms(core::VmManager& m, const core::Principal& who) {
+  auto vms = m.list(who);
   if (!vms.ok()) return Response::error(vms.error());
   json out = json::array();
   for (const auto& vm : *vms) out.push_back(toJson(vm));
@@ -33,7 +54,7 @@ Response listImages(core::VmManager& m) {
   return Response::json(200, {{"images", out}});
 }
 
-Response consoleLog(core::VmManager& m, const Request& req) {
+Response consoleLog(core::VmManager& m, const Request& req, const core::Principal& who) {
   size_t bytes = kDefaultLogBytes;
   if (auto it = req.query.find("bytes"); it != req.query.end()) {
     try {
@@ -42,7 +63,7 @@ Response consoleLog(core::VmManager& m, const Request& req) {
       return Response::error(Error::invalidInput("bytes", it->second, "must be a number"));
     }
   }
-  auto log = m.consoleLog(req.params.at("name"), bytes);
+  auto log = m.consoleLog(who, req.params.at("name"), bytes);
   if (!log.ok()) return Response::error(log.error());
   Response r = Response::text(200, std::move(*log));
   r.contentType = "text/plain; charset=utf-8";
@@ -61,41 +82,146 @@ Response withBody(const Request& req, Parse parse, Act act) {
 
 Response noContentOr(const Result<void>& r) { return r.ok() ? Response::noContent() : Response::error(r.error()); }
 
-// POST /vms/{name}/actions/{verb} handlers share this shape.
-using Action = Result<store::VmRecord> (core::VmManager::*)(const std::string&);
+Result<void> adminOnly(const core::Principal& who, std::string_view what) {
+  if (who.admin) return ok();
+  return Error::forbidden(fmt::format("only admins {}", what));
+}
+
+// 202 Accepted with the operation that runs work; Location names it.
+Response accepted(core::Operations& ops, std::string kind, std::string target, const core::Principal& who,
+                  std::function<Result<store::VmRecord>()> work) {
+  auto op = ops.start(std::move(kind), std::move(target), who.login,
+                      [work = std::move(work)](const core::Operations::Progress&) -> Result<json> {
+                        auto vm = CORRAL_TRY(work());
+                        return toJson(vm);
+                      });
+  if (!op.ok()) return Response::error(op.error());
+  Response r = Response::json(202, toJson(*op));
+  r.headers["Location"] = "/api/v1/operations/" + op->id;
+  return r;
+}
+
+// start, stop and reboot take as long as the guest does: checked at once (404,
+// 409), then run as an operation.
+using LongAction = std::function<Result<store::VmRecord>(core::VmManager&, const core::Principal&,
+                                                         const std::string&, const json&)>;
+Handler longAction(core::VmManager& m, core::Operations& ops, std::string verb, LongAction act) {
+  return authed([&m, &ops, verb = std::move(verb), act = std::move(act)](const Request& req, const core::Principal& who) {
+    auto body = req.jsonBody();
+    if (!body.ok()) return Response::error(body.error());
+    const std::string& name = req.params.at("name");
+    if (auto vm = m.checkAction(who, name, verb); !vm.ok()) return Response::error(vm.error());
+    return accepted(ops, "vm." + verb, name, who,
+                    [&m, act, who = req.principal, name, b = *body] { return act(m, *who, name, b); });
+  });
+}
+
+// POST /vms/{name}/actions/{pause,resume}: quick, answered with the VM.
+using Action = Result<store::VmRecord> (core::VmManager::*)(const core::Principal&, const std::string&);
 Handler action(core::VmManager& m, Action a) {
-  return [&m, a](const Request& req) { return render((m.*a)(req.params.at("name"))); };
+  return authed([&m, a](const Request& req, const core::Principal& who) { return renderVm((m.*a)(who, req.params.at("name"))); });
+}
+
+Response createVm(core::VmManager& m, core::Operations& ops, const Request& req, const core::Principal& who) {
+  return withBody(req, parseCreateVm, [&](const core::CreateVmRequest& r) {
+    if (!r.start) return renderVm(m.create(who, r), 201);
+    // create-and-start is one unit (nothing is left when the start fails) and as
+    // long as a start: an operation.
+    return accepted(ops, "vm.create", r.name, who, [&m, who = req.principal, r] { return m.create(*who, r); });
+  });
+}
+
+Response modifyVm(core::VmManager& m, const Request& req, const core::Principal& who) {
+  auto expected = parseIfMatch(req.header("if-match"));
+  if (!expected.ok()) return Response::error(expected.error());
+  return withBody(req, parseModifyVm, [&](core::ModifyVmRequest r) {
+    r.expectedVersion = *expected;
+    return renderVm(m.modify(who, req.params.at("name"), r));
+  });
+}
+
+Response quotaAnswer(Result<json> r) { return r.ok() ? Response::json(200, *r) : Response::error(r.error()); }
+
+// GET and PUT /quotas/{users|groups}/{name}.
+void addQuotaRoutes(Router& router, core::VmManager& m, const std::string& plural, const std::string& kind) {
+  std::string pattern = "/api/v1/quotas/" + plural + "/{name}";
+  router.add("GET", pattern, authed([&m, kind](const Request& req, const core::Principal& who) {
+               return quotaAnswer(m.quota(who, kind, req.params.at("name")));
+             }));
+  router.add("PUT", pattern, authed([&m, kind](const Request& req, const core::Principal& who) {
+               return withBody(req, parseQuota, [&](store::QuotaRecord q) {
+                 q.subjectKind = kind;
+                 q.subject = req.params.at("name");
+                 return quotaAnswer(m.setQuota(who, q));
+               });
+             }));
 }
 
 }  // namespace
 
-void addRoutes(Router& router, core::VmManager& m, NodeFacts nodeFacts) {
-  router.add("GET", "/api/v1/node", [nodeFacts](const Request&) { return Response::json(200, nodeFacts()); });
+void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFacts nodeFacts) {
+  router.add("GET", "/api/v1/node", authed([nodeFacts](const Request&, const core::Principal&) {
+               return Response::json(200, nodeFacts());
+             }));
 
-  router.add("GET", "/api/v1/images", [&m](const Request&) { return listImages(m); });
-  router.add("POST", "/api/v1/images", [&m](const Request& req) {
-    return withBody(req, parseImportImage, [&](const auto& r) { return render(m.importImage(r), 201); });
-  });
-  router.add("GET", "/api/v1/images/{name}", [&m](const Request& req) { return render(m.getImage(req.params.at("name"))); });
-  router.add("DELETE", "/api/v1/images/{name}",
-             [&m](const Request& req) { return noContentOr(m.removeImage(req.params.at("name"))); });
+  router.add("GET", "/api/v1/images", authed([&m](const Request&, const core::Principal&) { return listImages(m); }));
+  router.add("POST", "/api/v1/images", authed([&m](const Request& req, const core::Principal& who) {
+               if (auto r = adminOnly(who, "import images"); !r.ok()) return Response::error(r.error());
+               return withBody(req, parseImportImage, [&](const auto& r) { return render(m.importImage(r), 201); });
+             }));
+  router.add("GET", "/api/v1/images/{name}", authed([&m](const Request& req, const core::Principal&) {
+               return render(m.getImage(req.params.at("name")));
+             }));
+  router.add("DELETE", "/api/v1/images/{name}", authed([&m](const Request& req, const core::Principal& who) {
+               if (auto r = adminOnly(who, "delete images"); !r.ok()) return Response::error(r.error());
+               return noContentOr(m.removeImage(req.params.at("name")));
+             }));
 
-  router.add("GET", "/api/v1/vms", [&m](const Request&) { return listVms(m); });
-  router.add("POST", "/api/v1/vms", [&m](const Request& req) {
-    return withBody(req, parseCreateVm, [&](const auto& r) { return render(m.create(r), 201); });
-  });
-  router.add("GET", "/api/v1/vms/{name}", [&m](const Request& req) { return render(m.get(req.params.at("name"))); });
-  router.add("DELETE", "/api/v1/vms/{name}",
-             [&m](const Request& req) { return noContentOr(m.remove(req.params.at("name"))); });
-  router.add("GET", "/api/v1/vms/{name}/log", [&m](const Request& req) { return consoleLog(m, req); });
+  router.add("GET", "/api/v1/vms", authed([&m](const Request&, const core::Principal& who) { return listVms(m, who); }));
+  router.add("POST", "/api/v1/vms", authed([&m, &ops](const Request& req, const core::Principal& who) {
+               return createVm(m, ops, req, who);
+             }));
+  router.add("GET", "/api/v1/vms/{name}", authed([&m](const Request& req, const core::Principal& who) {
+               return renderVm(m.get(who, req.params.at("name")));
+             }));
+  router.add("PATCH", "/api/v1/vms/{name}", authed([&m](const Request& req, const core::Principal& who) {
+               return modifyVm(m, req, who);
+             }));
+  router.add("DELETE", "/api/v1/vms/{name}", authed([&m](const Request& req, const core::Principal& who) {
+               return noContentOr(m.remove(who, req.params.at("name")));
+             }));
+  router.add("GET", "/api/v1/vms/{name}/log",
+             authed([&m](const Request& req, const core::Principal& who) { return consoleLog(m, req, who); }));
 
-  router.add("POST", "/api/v1/vms/{name}/actions/start", action(m, &core::VmManager::start));
-  router.add("POST", "/api/v1/vms/{name}/actions/stop", [&m](const Request& req) {
-    return withBody(req, parseStop, [&](const auto& opts) { return render(m.stop(req.params.at("name"), opts)); });
-  });
-  router.add("POST", "/api/v1/vms/{name}/actions/reboot", action(m, &core::VmManager::reboot));
+  router.add("POST", "/api/v1/vms/{name}/actions/start",
+             longAction(m, ops, "start", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
+                                            const json&) { return vm.start(who, name); }));
+  router.add("POST", "/api/v1/vms/{name}/actions/stop",
+             longAction(m, ops, "stop", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
+                                           const json& body) -> Result<store::VmRecord> {
+               auto opts = CORRAL_TRY(parseStop(body));
+               return vm.stop(who, name, opts);
+             }));
+  router.add("POST", "/api/v1/vms/{name}/actions/reboot",
+             longAction(m, ops, "reboot", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
+                                             const json&) { return vm.reboot(who, name); }));
   router.add("POST", "/api/v1/vms/{name}/actions/pause", action(m, &core::VmManager::pause));
   router.add("POST", "/api/v1/vms/{name}/actions/resume", action(m, &core::VmManager::resume));
+
+  router.add("GET", "/api/v1/quota", authed([&m](const Request&, const core::Principal& who) {
+               return quotaAnswer(m.quota(who, "user", who.login));
+             }));
+  addQuotaRoutes(router, m, "users", "user");
+  addQuotaRoutes(router, m, "groups", "group");
+}
+
+void addAllRoutes(Router& router, const Services& s) {
+  addRoutes(router, s.vms, s.ops, s.nodeFacts);
+  addIdentityRoutes(router, s.identity);
+  core::VmManager& vms = s.vms;
+  addOperationRoutes(router, s.ops, s.events, [&vms](const core::Principal& who, const std::string& name) {
+    return vms.get(who, name).ok();
+  });
 }
 
 }  // namespace corral::api

@@ -8,6 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api/router.h"
+#include "core/events.h"
+#include "core/identity.h"
+#include "core/operations.h"
 #include "core/vm_manager.h"
 
 namespace corral::api {
@@ -16,6 +19,22 @@ namespace corral::api {
 // accelerator verdict); called per request.
 using NodeFacts = std::function<nlohmann::json()>;
 
-void addRoutes(Router& router, core::VmManager& vms, NodeFacts nodeFacts);
+// The VM, image, node and quota routes. Long actions (start, stop, reboot,
+// create with "start") run as operations on ops and answer 202.
+void addRoutes(Router& router, core::VmManager& vms, core::Operations& ops, NodeFacts nodeFacts);
+
+// What the whole API serves; each must outlive the router.
+struct Services {
+  core::VmManager& vms;
+  core::Operations& ops;
+  core::EventBus& events;
+  core::Identity& identity;
+  NodeFacts nodeFacts;
+};
+
+// Every route corrald serves: VMs, images, node, quotas (above), identity
+// (routes_identity.h), operations and events (routes_ops.h). The daemon and the
+// OpenAPI test both build their table here, so they cannot drift apart.
+void addAllRoutes(Router& router, const Services& s);
 
 }  // namespace corral::api

@@ -17,24 +17,42 @@ Result<ValidCreate> validateCreate(const CreateVmRequest& req, const ManagerConf
   CORRAL_TRY(util::validateImageName("image", req.image));
   v.image = req.image;
 
-  uint64_t maxMemory = cfg.maxMemoryMib ? cfg.maxMemoryMib : host.memoryTotalMib;
   if (!req.memoryMib) return Error::invalidInput("memory", "", "is required (MiB)");
-  int64_t mem = *req.memoryMib;
+  v.memoryMib = CORRAL_TRY(validateMemory(*req.memoryMib, cfg, host));
+  v.vcpus = CORRAL_TRY(validateVcpus(req.vcpus.value_or(1), cfg, host));
+  v.onCrash = CORRAL_TRY(validateOnCrash(req.onCrash));
+  CORRAL_TRY(validateDescription(req.description));
+  return v;
+}
+
+Result<uint64_t> validateMemory(int64_t mem, const ManagerConfig& cfg, const host::HostInfo& host) {
+  uint64_t maxMemory = cfg.maxMemoryMib ? cfg.maxMemoryMib : host.memoryTotalMib;
   if (mem < static_cast<int64_t>(cfg.minMemoryMib) || static_cast<uint64_t>(mem) > maxMemory)
     return Error::invalidInput("memory", std::to_string(mem),
                                fmt::format("{} MiB is out of range: {} to {} MiB", mem, cfg.minMemoryMib, maxMemory));
-  v.memoryMib = static_cast<uint64_t>(mem);
+  return static_cast<uint64_t>(mem);
+}
 
+Result<unsigned> validateVcpus(int64_t vcpus, const ManagerConfig& cfg, const host::HostInfo& host) {
   unsigned maxVcpus = cfg.maxVcpus ? cfg.maxVcpus : std::max(1u, host.cpus);
-  int64_t vcpus = req.vcpus.value_or(1);
   if (vcpus < 1 || vcpus > static_cast<int64_t>(maxVcpus))
     return Error::invalidInput("vcpus", std::to_string(vcpus), fmt::format("must be 1 to {}", maxVcpus));
-  v.vcpus = static_cast<unsigned>(vcpus);
+  return static_cast<unsigned>(vcpus);
+}
 
-  auto policy = parseOnCrash(req.onCrash);
-  if (!policy) return Error::invalidInput("on_crash", req.onCrash, "must be restart, stop or preserve");
-  v.onCrash = *policy;
-  return v;
+Result<OnCrash> validateOnCrash(const std::string& onCrash) {
+  auto policy = parseOnCrash(onCrash);
+  if (!policy) return Error::invalidInput("on_crash", onCrash, "must be restart, stop or preserve");
+  return *policy;
+}
+
+Result<void> validateDescription(const std::string& description) {
+  if (description.size() > 1000)
+    return Error::invalidInput("description", description.substr(0, 64), "longer than 1000 bytes");
+  if (std::any_of(description.begin(), description.end(),
+                  [](unsigned char c) { return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f; }))
+    return Error::invalidInput("description", description, "control characters are not allowed");
+  return ok();
 }
 
 Result<void> validateAppend(const std::string& append) {

@@ -27,6 +27,7 @@ struct VmManager::Entry {
   std::unique_ptr<qemu::Machine> machine;
   uint64_t generation = 0;  // bumped per launched or reattached machine
   std::vector<std::chrono::steady_clock::time_point> restarts;
+  uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
 };
 
 // Hears one machine's callbacks on the io thread and hands them to a worker;
@@ -68,8 +69,9 @@ Error wrongState(const store::VmRecord& vm, std::string_view action) {
 
 }  // namespace
 
-VmManager::VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg)
-    : io_(io), store_(store), dir_(dir), images_(dir), cfg_(std::move(cfg)) {}
+VmManager::VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg,
+                     EventBus* events)
+    : io_(io), store_(store), dir_(dir), images_(dir), cfg_(std::move(cfg)), quota_(cfg_.quotaDefaults), events_(events) {}
 
 VmManager::~VmManager() {
   // Let queued callbacks finish before the entries (and machines) go away; the
@@ -105,13 +107,65 @@ Result<store::VmRecord> VmManager::setState(const std::string& name, std::string
   return r;
 }
 
-Result<store::VmRecord> VmManager::get(const std::string& name) { return record(name); }
+Result<store::VmRecord> VmManager::visible(const Principal& who, const std::string& name) {
+  CORRAL_TRY(util::validateVmName("name", name));
+  auto found = CORRAL_TRY(store_.findVm(name));
+  if (!found || !canAccess(who, *found)) return Error::notFound(fmt::format("VM {} not found", name));
+  return std::move(*found);
+}
 
-Result<std::vector<store::VmRecord>> VmManager::list() { return store_.listVms(); }
+void VmManager::publish(std::string type, const store::VmRecord& vm, std::string reason, std::string previousName) {
+  if (events_ == nullptr) return;
+  events_->publish(Event{.type = std::move(type), .vm = vm, .reason = std::move(reason), .time = {},
+                         .previousName = std::move(previousName)});
+}
 
-Result<store::VmRecord> VmManager::create(const CreateVmRequest& req) {
+Result<std::pair<std::string, std::string>> VmManager::resolveOwner(const Principal& who, const std::string& owner) {
+  CORRAL_TRY(util::validateLogin("owner", owner));
+  if (owner == "root" && who.admin) return std::pair<std::string, std::string>{"user", owner};
+  auto group = CORRAL_TRY(store_.findGroup(owner));
+  auto user = group ? std::optional<store::UserRecord>() : CORRAL_TRY(store_.findUser(owner));
+  if (!group && !user) return Error::invalidInput("owner", owner, "no user or group has that name");
+  if (group && !who.admin && !who.inGroup(owner))
+    return Error::invalidInput("owner", owner, "you may give a VM only to yourself or to a group you belong to");
+  if (user && !who.admin && owner != who.login)
+    return Error::invalidInput("owner", owner, "you may give a VM only to yourself or to a group you belong to");
+  return std::pair<std::string, std::string>{group ? "group" : "user", owner};
+}
+
+Result<void> VmManager::checkAdministrator(const Principal& who, const std::string& login) {
+  CORRAL_TRY(util::validateLogin("administrator", login));
+  if (login == who.login || (login == "root" && who.admin)) return ok();
+  auto user = CORRAL_TRY(store_.findUser(login));
+  if (!user) return Error::invalidInput("administrator", login, "no user has that login");
+  return ok();
+}
+
+Result<store::VmRecord> VmManager::get(const Principal& who, const std::string& name) { return visible(who, name); }
+
+Result<std::vector<store::VmRecord>> VmManager::list(const Principal& who) {
+  auto all = CORRAL_TRY(store_.listVms());
+  std::erase_if(all, [&](const store::VmRecord& vm) { return !canAccess(who, vm); });
+  return all;
+}
+
+Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRequest& req) {
   ValidCreate v = CORRAL_TRY(validateCreate(req, cfg_, host::readHostInfo()));
+  auto [ownerKind, owner] = CORRAL_TRY(resolveOwner(who, req.owner.empty() ? who.login : req.owner));
+  std::string administrator = req.administrator.empty() ? who.login : req.administrator;
+  CORRAL_TRY(checkAdministrator(who, administrator));
+  std::string contact = req.contact;
+  if (contact.empty() && ownerKind == "user") {
+    auto u = CORRAL_TRY(store_.findUser(owner));
+    if (u) contact = u->email;
+  }
+  if (!contact.empty()) CORRAL_TRY(util::validateEmail("contact", contact));
   store::VmRecord vm;
+  vm.ownerKind = ownerKind;
+  vm.owner = owner;
+  vm.administrator = administrator;
+  vm.contact = contact;
+  vm.description = req.description;
   vm.name = v.name;
   vm.uuid = boost::uuids::to_string(boost::uuids::random_generator()());
   vm.image = v.image;
@@ -119,9 +173,13 @@ Result<store::VmRecord> VmManager::create(const CreateVmRequest& req) {
   vm.vcpus = v.vcpus;
   vm.onCrash = std::string(toString(v.onCrash));
   vm.createdAt = store::nowRfc3339();
-  auto created = CORRAL_TRY(store_.insertVm(vm));
-  spdlog::info("vm={} created image={} memory={}MiB vcpus={}", vm.name, vm.image, vm.memoryMib, vm.vcpus);
-  if (!req.start) return created;
+  auto created = CORRAL_TRY(store_.insertVm(vm, quota_.check(nullptr, vm)));
+  spdlog::info("vm={} created image={} memory={}MiB vcpus={} owner={}:{} by={}", vm.name, vm.image, vm.memoryMib,
+               vm.vcpus, vm.ownerKind, vm.owner, who.login);
+  if (!req.start) {
+    publish("vm.created", created);
+    return created;
+  }
 
   // create --start is one unit: a VM that cannot start is not left behind.
   util::Rollback rb;
@@ -132,9 +190,18 @@ Result<store::VmRecord> VmManager::create(const CreateVmRequest& req) {
   });
   auto e = entry(vm.name);
   std::lock_guard lock(e->mu);
-  auto started = CORRAL_TRY(startLocked(*e, created));
+  auto reserved = CORRAL_TRY(reserve(created, "running"));
+  auto started = CORRAL_TRY(startLocked(*e, reserved));
   rb.commit();
+  publish("vm.created", created);
+  publish("vm.started", started);
   return started;
+}
+
+Result<store::VmRecord> VmManager::reserve(const store::VmRecord& vm, std::string desired) {
+  store::VmRecord after = vm;
+  after.desiredState = std::move(desired);
+  return store_.updateVm(after, 0, quota_.check(&vm, after));
 }
 
 Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm) {
@@ -181,20 +248,48 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   }
   e.machine = std::move(launched).take();
   e.watch = std::move(watch);
+  e.bootMemoryMib = vm.memoryMib;
   return setState(vm.name, toString(VmState::Running), "", e.machine->pid());
 }
 
-Result<store::VmRecord> VmManager::start(const std::string& name) {
-  auto vm = CORRAL_TRY(record(name));
-  auto e = entry(name);
-  std::lock_guard lock(e->mu);
-  vm = CORRAL_TRY(record(name));  // re-read under the VM's lock
-  if (parseVmState(vm.state) == VmState::Crashed) dropMachine(*e, name, RuntimeFiles::Remove);
-  return startLocked(*e, vm);
+Result<store::VmRecord> VmManager::checkAction(const Principal& who, const std::string& name, std::string_view action) {
+  auto vm = CORRAL_TRY(visible(who, name));
+  auto state = parseVmState(vm.state).value_or(VmState::Stopped);
+  bool possible = true;
+  if (action == "start") possible = canTransition(state, VmState::Starting) || state == VmState::Crashed;
+  if (action == "stop") possible = canTransition(state, VmState::Stopping) || state == VmState::Crashed;
+  if (action == "reboot") possible = state == VmState::Running || state == VmState::Paused;
+  if (!possible) return wrongState(vm, action);
+  if (action == "start") {
+    // A quick answer for the common refusal; the start itself checks again inside
+    // its transaction, which is what makes the quota hold under races.
+    auto usage = CORRAL_TRY(store_.usage(vm.ownerKind, vm.owner));
+    auto overrides = CORRAL_TRY(store_.findQuota(vm.ownerKind, vm.owner));
+    overrides.subjectKind = vm.ownerKind;
+    overrides.subject = vm.owner;
+    store::VmRecord after = vm;
+    after.desiredState = "running";
+    CORRAL_TRY(quota_.check(&vm, after)(usage, overrides));
+  }
+  return vm;
 }
 
-Result<store::VmRecord> VmManager::stop(const std::string& name, const StopOptions& opts) {
-  CORRAL_TRY(record(name));
+Result<store::VmRecord> VmManager::start(const Principal& who, const std::string& name) {
+  auto vm = CORRAL_TRY(visible(who, name));
+  auto e = entry(name);
+  std::lock_guard lock(e->mu);
+  vm = CORRAL_TRY(visible(who, name));  // re-read under the VM's lock
+  auto state = parseVmState(vm.state).value_or(VmState::Stopped);
+  if (state != VmState::Crashed && !canTransition(state, VmState::Starting)) return wrongState(vm, "start");
+  vm = CORRAL_TRY(reserve(vm, "running"));
+  if (state == VmState::Crashed) dropMachine(*e, name, RuntimeFiles::Remove);
+  auto started = startLocked(*e, vm);
+  if (started.ok()) publish("vm.started", *started);
+  return started;
+}
+
+Result<store::VmRecord> VmManager::stop(const Principal& who, const std::string& name, const StopOptions& opts) {
+  CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
@@ -202,7 +297,9 @@ Result<store::VmRecord> VmManager::stop(const std::string& name, const StopOptio
   if (state == VmState::Crashed) {
     // Stopping a crashed VM clears it: the preserved runtime files go.
     dropMachine(*e, name, RuntimeFiles::KeepConsoleLog);
-    return setState(name, toString(VmState::Stopped), vm.stateReason, std::nullopt, "stopped");
+    auto cleared = CORRAL_TRY(setState(name, toString(VmState::Stopped), vm.stateReason, std::nullopt, "stopped"));
+    publish("vm.stopped", cleared, cleared.stateReason);
+    return cleared;
   }
   if (!canTransition(state, VmState::Stopping) || !e->machine) return wrongState(vm, "stop");
   CORRAL_TRY(setState(name, toString(VmState::Stopping), "", vm.pid, "stopped"));
@@ -218,11 +315,13 @@ Result<store::VmRecord> VmManager::stop(const std::string& name, const StopOptio
                                                      std::chrono::duration_cast<std::chrono::seconds>(so.timeout).count());
   }
   dropMachine(*e, name, RuntimeFiles::KeepConsoleLog);
-  return setState(name, toString(VmState::Stopped), reason, std::nullopt, "stopped");
+  auto stopped = CORRAL_TRY(setState(name, toString(VmState::Stopped), reason, std::nullopt, "stopped"));
+  publish("vm.stopped", stopped, reason);
+  return stopped;
 }
 
-Result<store::VmRecord> VmManager::reboot(const std::string& name) {
-  CORRAL_TRY(record(name));
+Result<store::VmRecord> VmManager::reboot(const Principal& who, const std::string& name) {
+  CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
@@ -231,33 +330,42 @@ Result<store::VmRecord> VmManager::reboot(const std::string& name) {
   CORRAL_TRY(e->machine->monitor().systemReset());
   if (state == VmState::Paused) {
     CORRAL_TRY(e->machine->monitor().cont());
-    return setState(name, toString(VmState::Running), "", vm.pid, "running");
+    vm = CORRAL_TRY(setState(name, toString(VmState::Running), "", vm.pid, "running"));
   }
+  publish("vm.rebooted", vm);
   return vm;
 }
 
-Result<store::VmRecord> VmManager::pause(const std::string& name) {
-  CORRAL_TRY(record(name));
+Result<store::VmRecord> VmManager::pause(const Principal& who, const std::string& name) {
+  CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
   if (parseVmState(vm.state) != VmState::Running || !e->machine) return wrongState(vm, "pause");
   CORRAL_TRY(e->machine->monitor().stop());
-  return setState(name, toString(VmState::Paused), "", vm.pid, "paused");
+  auto paused = CORRAL_TRY(setState(name, toString(VmState::Paused), "", vm.pid, "paused"));
+  publish("vm.paused", paused);
+  return paused;
 }
 
-Result<store::VmRecord> VmManager::resume(const std::string& name) {
-  CORRAL_TRY(record(name));
+Result<store::VmRecord> VmManager::resume(const Principal& who, const std::string& name) {
+  CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
   if (parseVmState(vm.state) != VmState::Paused || !e->machine) return wrongState(vm, "resume");
-  CORRAL_TRY(e->machine->monitor().cont());
-  return setState(name, toString(VmState::Running), "", vm.pid, "running");
+  vm = CORRAL_TRY(reserve(vm, "running"));
+  if (auto r = e->machine->monitor().cont(); !r.ok()) {
+    (void)setState(name, vm.state, vm.stateReason, vm.pid, "paused");
+    return r.error();
+  }
+  auto resumed = CORRAL_TRY(setState(name, toString(VmState::Running), "", vm.pid, "running"));
+  publish("vm.resumed", resumed);
+  return resumed;
 }
 
-Result<void> VmManager::remove(const std::string& name) {
-  CORRAL_TRY(record(name));
+Result<void> VmManager::remove(const Principal& who, const std::string& name) {
+  CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   {
     std::lock_guard lock(e->mu);
@@ -267,15 +375,130 @@ Result<void> VmManager::remove(const std::string& name) {
       return Error::failedPrecondition(fmt::format("cannot delete VM {}: it is {}; stop it first", name, vm.state));
     dropMachine(*e, name, RuntimeFiles::Remove);
     CORRAL_TRY(store_.deleteVm(name));
+    publish("vm.deleted", vm);
   }
   std::lock_guard lock(mu_);
   entries_.erase(name);
-  spdlog::info("vm={} deleted", name);
+  spdlog::info("vm={} deleted by={}", name, who.login);
   return ok();
 }
 
-Result<std::string> VmManager::consoleLog(const std::string& name, size_t maxBytes) {
-  CORRAL_TRY(record(name));
+Result<store::VmRecord> VmManager::modify(const Principal& who, const std::string& name,
+                                          const ModifyVmRequest& req) {
+  CORRAL_TRY(visible(who, name));
+  auto e = entry(name);
+  std::lock_guard lock(e->mu);
+  const store::VmRecord before = CORRAL_TRY(visible(who, name));
+  if (req.expectedVersion != 0 && req.expectedVersion != before.version)
+    return Error::versionMismatch(req.expectedVersion, before.version);
+  auto state = parseVmState(before.state).value_or(VmState::Stopped);
+  bool stopped = state == VmState::Stopped;
+  auto needsStopped = [&](const char* field, const std::string& value, const char* what) -> Error {
+    return Error::invalidInput(field, value, fmt::format("{} needs the VM stopped; it is {}", what, before.state));
+  };
+  host::HostInfo host = host::readHostInfo();
+
+  store::VmRecord after = before;
+  if (req.name && *req.name != before.name) {
+    CORRAL_TRY(util::validateVmName("name", *req.name));
+    if (!stopped) return needsStopped("name", *req.name, "a rename");
+    after.name = *req.name;
+  }
+  if (req.owner) std::tie(after.ownerKind, after.owner) = CORRAL_TRY(resolveOwner(who, *req.owner));
+  if (req.administrator) {
+    if (!req.administrator->empty()) CORRAL_TRY(checkAdministrator(who, *req.administrator));
+    after.administrator = *req.administrator;
+  }
+  if (req.contact) {
+    if (!req.contact->empty()) CORRAL_TRY(util::validateEmail("contact", *req.contact));
+    after.contact = *req.contact;
+  }
+  if (req.description) {
+    CORRAL_TRY(validateDescription(*req.description));
+    after.description = *req.description;
+  }
+  if (req.onCrash) after.onCrash = std::string(toString(CORRAL_TRY(validateOnCrash(*req.onCrash))));
+  if (req.vcpus) {
+    after.vcpus = CORRAL_TRY(validateVcpus(*req.vcpus, cfg_, host));
+    if (after.vcpus != before.vcpus && !stopped) return needsStopped("vcpus", std::to_string(*req.vcpus), "a CPU change");
+  }
+  bool balloon = false;
+  if (req.memoryMib) {
+    after.memoryMib = CORRAL_TRY(validateMemory(*req.memoryMib, cfg_, host));
+    if (after.memoryMib != before.memoryMib && !stopped) {
+      // A running guest changes size only through its balloon, up to what it booted with.
+      if (!e->machine || after.memoryMib > e->bootMemoryMib)
+        return Error::invalidInput("memory", std::to_string(*req.memoryMib),
+                                   fmt::format("a running VM's memory can change only within its balloon range, {} "
+                                               "to {} MiB; stop it to grow further",
+                                               cfg_.minMemoryMib, e->bootMemoryMib));
+      balloon = true;
+    }
+  }
+
+  bool renamed = after.name != before.name;
+  fs::path oldDir, newDir;
+  if (renamed) {
+    oldDir = CORRAL_TRY(dir_.vmRuntimeDir(before.name));
+    newDir = CORRAL_TRY(dir_.vmRuntimeDir(after.name));
+  }
+  util::Rollback rb;
+  std::error_code ec;
+  if (renamed && fs::exists(oldDir) && !fs::exists(newDir)) {
+    // Keeps the console log (the VM's history) under its new name.
+    fs::rename(oldDir, newDir, ec);
+    if (ec) return Error::internal(fmt::format("rename {} to {}: {}", oldDir.string(), newDir.string(), ec.message()));
+    rb.add([&] { fs::rename(newDir, oldDir, ec); });
+  }
+  auto updated = CORRAL_TRY(store_.updateVm(after, req.expectedVersion, quota_.check(&before, after)));
+  if (balloon) {
+    auto r = e->machine->monitor().balloon(static_cast<int64_t>(after.memoryMib) << 20);
+    if (!r.ok()) {
+      (void)store_.updateVm(before, 0);
+      return Error::unavailable(fmt::format("memory: the balloon refused: {}", r.error().message));
+    }
+  }
+  rb.commit();
+  if (renamed) {
+    std::lock_guard mapLock(mu_);
+    entries_[after.name] = e;
+    entries_.erase(before.name);
+  }
+  spdlog::info("vm={} modified by={} version={}{}", updated.name, who.login, updated.version,
+               renamed ? fmt::format(" renamed_from={}", before.name) : "");
+  publish("vm.modified", updated, "", renamed ? before.name : "");
+  return updated;
+}
+
+Result<nlohmann::json> VmManager::quota(const Principal& who, const std::string& kind, const std::string& subject) {
+  if (kind != "user" && kind != "group") return Error::invalidInput("kind", kind, "must be user or group");
+  CORRAL_TRY(util::validateLogin(kind, subject));
+  bool mayRead = who.admin || (kind == "user" ? subject == who.login : who.inGroup(subject));
+  if (!mayRead) return Error::notFound(fmt::format("{} {} not found", kind, subject));
+  bool exists = kind == "user" ? (subject == "root" || CORRAL_TRY(store_.findUser(subject)).has_value())
+                               : CORRAL_TRY(store_.findGroup(subject)).has_value();
+  if (!exists) return Error::notFound(fmt::format("{} {} not found", kind, subject));
+  auto overrides = CORRAL_TRY(store_.findQuota(kind, subject));
+  overrides.subjectKind = kind;
+  overrides.subject = subject;
+  auto usage = CORRAL_TRY(store_.usage(kind, subject));
+  return quota_.describe(overrides, usage);
+}
+
+Result<nlohmann::json> VmManager::setQuota(const Principal& who, const store::QuotaRecord& q) {
+  if (!who.admin) return Error::forbidden("only admins set quotas");
+  CORRAL_TRY(quota(who, q.subjectKind, q.subject));  // validates and checks that the subject exists
+  for (const auto& k : quotaKeys()) {
+    const auto& v = q.*(k.field);
+    if (v && *v < -1) return Error::invalidInput(k.key, std::to_string(*v), "must be -1 (unlimited) or more");
+  }
+  CORRAL_TRY(store_.setQuota(q));
+  spdlog::info("quota {} {} set by={}", q.subjectKind, q.subject, who.login);
+  return quota(who, q.subjectKind, q.subject);
+}
+
+Result<std::string> VmManager::consoleLog(const Principal& who, const std::string& name, size_t maxBytes) {
+  CORRAL_TRY(visible(who, name));
   fs::path runDir = CORRAL_TRY(dir_.vmRuntimeDir(name));
   return util::RotatingLog::readTail((runDir / qemu::Machine::kConsoleLog).string(), maxBytes);
 }
@@ -303,10 +526,13 @@ void VmManager::onEvent(const std::string& name, uint64_t generation, const std:
   auto state = parseVmState(vm->state);
   // Pauses and resumes not made through corral (a guest panic policy, an admin
   // at the QMP socket) still show as they are.
-  if (event == "STOP" && state == VmState::Running)
-    (void)setState(name, toString(VmState::Paused), "paused by QEMU", vm->pid);
-  else if (event == "RESUME" && state == VmState::Paused)
-    (void)setState(name, toString(VmState::Running), "", vm->pid);
+  if (event == "STOP" && state == VmState::Running) {
+    auto r = setState(name, toString(VmState::Paused), "paused by QEMU", vm->pid);
+    if (r.ok()) publish("vm.paused", *r, r->stateReason);
+  } else if (event == "RESUME" && state == VmState::Paused) {
+    auto r = setState(name, toString(VmState::Running), "", vm->pid);
+    if (r.ok()) publish("vm.resumed", *r);
+  }
 }
 
 void VmManager::onExit(const std::string& name, uint64_t generation, const qemu::ExitInfo& info) {
@@ -322,19 +548,23 @@ void VmManager::handleExit(Entry& e, const std::string& name, const qemu::ExitIn
   if (!vm.ok()) return;
   if (info.cause == qemu::ExitCause::GuestPoweroff) {
     dropMachine(e, name, RuntimeFiles::KeepConsoleLog);
-    (void)setState(name, toString(VmState::Stopped), reason, std::nullopt, "stopped");
+    auto r = setState(name, toString(VmState::Stopped), reason, std::nullopt, "stopped");
+    if (r.ok()) publish("vm.shutdown", *r, reason);
     return;
   }
   spdlog::warn("vm={} crashed: {} on_crash={}", name, reason, vm->onCrash);
   // Keep the runtime files (console log, qemu.log) until the policy decides.
   dropMachine(e, name, RuntimeFiles::Keep);
-  (void)setState(name, toString(VmState::Crashed), reason, std::nullopt);
+  if (auto r = setState(name, toString(VmState::Crashed), reason, std::nullopt); r.ok())
+    publish("vm.crashed", *r, reason);
   switch (parseOnCrash(vm->onCrash).value_or(OnCrash::Preserve)) {
     case OnCrash::Preserve:
       return;
     case OnCrash::Stop:
       dropMachine(e, name, RuntimeFiles::KeepConsoleLog);
-      (void)setState(name, toString(VmState::Stopped), reason + " (on_crash=stop)", std::nullopt, "stopped");
+      if (auto r = setState(name, toString(VmState::Stopped), reason + " (on_crash=stop)", std::nullopt, "stopped");
+          r.ok())
+        publish("vm.stopped", *r, r->stateReason);
       return;
     case OnCrash::Restart: {
       auto now = std::chrono::steady_clock::now();
@@ -352,8 +582,10 @@ void VmManager::handleExit(Entry& e, const std::string& name, const qemu::ExitIn
       auto restarted = startLocked(e, *crashed);
       if (!restarted.ok())
         spdlog::error("vm={} restart after crash failed: {}", name, restarted.error().message);
-      else
-        (void)setState(name, toString(VmState::Running), fmt::format("restarted after: {}", reason), restarted->pid);
+      else if (auto r = setState(name, toString(VmState::Running), fmt::format("restarted after: {}", reason),
+                                 restarted->pid);
+               r.ok())
+        publish("vm.started", *r, r->stateReason);
       return;
     }
   }
@@ -376,6 +608,7 @@ Result<void> VmManager::reconcile() {
     if (machine.ok()) {
       e->machine = std::move(machine).take();
       e->watch = std::move(watch);
+      e->bootMemoryMib = vm.memoryMib;
       auto status = e->machine->monitor().queryStatus();
       bool running = status.ok() && status->running;
       spdlog::info("vm={} reattached pid={} running={}", vm.name, e->machine->pid(), running);

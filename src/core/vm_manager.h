@@ -1,6 +1,12 @@
 // VmManager: the one owner of this host's VMs. It applies the rules (validation,
-// state transitions, on_crash policy), keeps the store's record of each VM in
-// step with its QEMU process, and reconciles the two when the daemon starts.
+// access, quotas, state transitions, on_crash policy), keeps the store's record
+// of each VM in step with its QEMU process, publishes every change as an event,
+// and reconciles the two when the daemon starts.
+//
+// Access: every public VM method takes the caller's Principal. A VM the caller
+// may not see (core::canAccess) is NotFound, exactly as one that does not exist.
+// Quotas are checked inside the store's transaction (store::QuotaCheck) on
+// create, start, resume and modify.
 //
 // Threading: public methods are called from API worker threads and may block
 // for as long as the action takes (a stop waits for the guest). Actions on one
@@ -21,6 +27,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "core/events.h"
+#include "core/principal.h"
+#include "core/quota.h"
 #include "host/image_library.h"
 #include "host/state_dir.h"
 #include "qemu/vm_spec.h"
@@ -45,6 +54,7 @@ struct ManagerConfig {
   // on_crash=restart gives up after this many restarts within restartWindow.
   unsigned maxRestarts = 3;
   std::chrono::seconds restartWindow{60};
+  QuotaLimits quotaDefaults;
 };
 
 struct CreateVmRequest {
@@ -54,6 +64,24 @@ struct CreateVmRequest {
   std::optional<int64_t> vcpus;
   std::string onCrash = "restart";
   bool start = false;
+  std::string owner;          // "": the caller
+  std::string administrator;  // "": the caller
+  std::string contact;        // "": the owning user's email when it has one
+  std::string description;
+};
+
+// The settable fields of a VM; nullopt leaves one as it is. expectedVersion is
+// the If-Match of the API (0: no check).
+struct ModifyVmRequest {
+  std::optional<std::string> name;
+  std::optional<std::string> owner;
+  std::optional<std::string> administrator;
+  std::optional<std::string> contact;
+  std::optional<std::string> description;
+  std::optional<int64_t> memoryMib;
+  std::optional<int64_t> vcpus;
+  std::optional<std::string> onCrash;
+  int64_t expectedVersion = 0;
 };
 
 struct StopOptions {
@@ -70,7 +98,9 @@ struct ImportImageRequest {
 
 class VmManager {
  public:
-  VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg);
+  // events may be null (no one listens).
+  VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg,
+            EventBus* events = nullptr);
   // Detaches from every guest without stopping it: a daemon restart never stops a guest.
   ~VmManager();
   VmManager(const VmManager&) = delete;
@@ -80,17 +110,28 @@ class VmManager {
   // as crashed and apply their on_crash policy.
   Result<void> reconcile();
 
-  Result<store::VmRecord> create(const CreateVmRequest& req);
-  Result<store::VmRecord> get(const std::string& name);
-  Result<std::vector<store::VmRecord>> list();
-  Result<store::VmRecord> start(const std::string& name);
-  Result<store::VmRecord> stop(const std::string& name, const StopOptions& opts);
-  Result<store::VmRecord> reboot(const std::string& name);
-  Result<store::VmRecord> pause(const std::string& name);
-  Result<store::VmRecord> resume(const std::string& name);
-  Result<void> remove(const std::string& name);
+  Result<store::VmRecord> create(const Principal& who, const CreateVmRequest& req);
+  Result<store::VmRecord> get(const Principal& who, const std::string& name);
+  Result<std::vector<store::VmRecord>> list(const Principal& who);
+  // Access and state checks only, for an action about to be queued as an
+  // operation: a caller gets 404/409 at once rather than from the operation.
+  Result<store::VmRecord> checkAction(const Principal& who, const std::string& name, std::string_view action);
+  Result<store::VmRecord> start(const Principal& who, const std::string& name);
+  Result<store::VmRecord> stop(const Principal& who, const std::string& name, const StopOptions& opts);
+  Result<store::VmRecord> reboot(const Principal& who, const std::string& name);
+  Result<store::VmRecord> pause(const Principal& who, const std::string& name);
+  Result<store::VmRecord> resume(const Principal& who, const std::string& name);
+  Result<store::VmRecord> modify(const Principal& who, const std::string& name, const ModifyVmRequest& req);
+  Result<void> remove(const Principal& who, const std::string& name);
   // The guest's serial output so far (the tail, at most maxBytes).
-  Result<std::string> consoleLog(const std::string& name, size_t maxBytes);
+  Result<std::string> consoleLog(const Principal& who, const std::string& name, size_t maxBytes);
+
+  // Quotas: limits against usage of a subject ("user"/"group"). Visible to
+  // admins, the user themselves and a group's members; others get NotFound.
+  Result<nlohmann::json> quota(const Principal& who, const std::string& kind, const std::string& subject);
+  // Admins only. Fields of q left nullopt clear the override.
+  Result<nlohmann::json> setQuota(const Principal& who, const store::QuotaRecord& q);
+  const QuotaPolicy& quotaPolicy() const { return quota_; }
 
   Result<store::ImageRecord> importImage(const ImportImageRequest& req);
   Result<std::vector<store::ImageRecord>> listImages();
@@ -105,6 +146,14 @@ class VmManager {
 
   std::shared_ptr<Entry> entry(const std::string& name);
   Result<store::VmRecord> record(const std::string& name);
+  // record(name) when who may see it, else NotFound worded like a missing VM.
+  Result<store::VmRecord> visible(const Principal& who, const std::string& name);
+  // Resolves an owner name to (kind, name) and checks who may give a VM to it.
+  Result<std::pair<std::string, std::string>> resolveOwner(const Principal& who, const std::string& owner);
+  Result<void> checkAdministrator(const Principal& who, const std::string& login);
+  void publish(std::string type, const store::VmRecord& vm, std::string reason = {}, std::string previousName = {});
+  // The quota-checked desired-state change of start and resume.
+  Result<store::VmRecord> reserve(const store::VmRecord& vm, std::string desired);
   Result<store::VmRecord> startLocked(Entry& e, const store::VmRecord& vm);
   Result<store::VmRecord> setState(const std::string& name, std::string_view state, std::string reason,
                                    std::optional<int64_t> pid, std::optional<std::string> desired = std::nullopt);
@@ -122,6 +171,8 @@ class VmManager {
   const host::StateDir& dir_;
   host::ImageLibrary images_;
   ManagerConfig cfg_;
+  QuotaPolicy quota_;
+  EventBus* events_;
   boost::asio::thread_pool workers_{2};
 
   std::mutex mu_;  // guards entries_

@@ -1,13 +1,19 @@
-// corrald's configuration: command-line flags now (a config file comes with the
-// control plane). Every effective setting is logged at start.
+// corrald's configuration: defaults here, then a JSON file (--config), then
+// command-line flags, each overriding the one before. Every effective setting is
+// logged at start (secrets masked).
 #pragma once
 
 #include <chrono>
 #include <string>
+#include <vector>
+
+#include "core/quota.h"
+#include "util/result.h"
 
 namespace corral::daemon {
 
 struct Config {
+  std::string configFile;  // "" = none
   std::string stateDir = "/var/lib/corral";
   std::string accel = "auto";  // auto | kvm | tcg
   std::string qemuBinary = "qemu-system-x86_64";
@@ -16,6 +22,37 @@ struct Config {
   // A start or stop holds its handler thread until QEMU answers, so this bounds
   // how many VMs start at once; the threads are idle otherwise.
   unsigned apiThreads = 32;
+  unsigned ioThreads = 2;
+  unsigned operationThreads = 16;
+
+  // Store: "" = <state>/corral.db (SQLite); "postgres://..." for PostgreSQL.
+  std::string db;
+  unsigned dbConnections = 8;
+
+  // TLS listener ("ADDR:PORT"; "" = none). Without a certificate, a self-signed
+  // one is made on first start under <state>/tls/.
+  std::string listen;
+  std::string tlsCert;
+  std::string tlsKey;
+  std::string tlsClientCa;       // "" = client certificates are not asked for
+  bool clientCertLogin = false;  // a verified client certificate's email logs its user in
+  std::vector<std::string> trustedProxies;  // addresses whose X-Remote-User is believed
+  std::string proxyHeader = "x-remote-user";
+  std::vector<std::string> allowedOrigins;  // extra browser origins for WebSockets
+
+  core::QuotaLimits quotaDefaults;
 };
+
+// Reads the JSON file at path into cfg. Keys are the flags' names with '_' for
+// '-' ("state_dir", "listen", "quota_defaults": {"max_vms": 10, ...}); unknown
+// keys are an error naming them, so a misspelt setting is never silently ignored.
+Result<void> loadConfigFile(const std::string& path, Config& cfg);
+
+// The effective settings as "key=value" lines for the start-up log; the
+// database URL's password shown as ***.
+std::vector<std::string> describe(const Config& cfg);
+
+// "postgres://u:secret@h/db" -> "postgres://u:***@h/db".
+std::string maskUrlPassword(const std::string& url);
 
 }  // namespace corral::daemon

@@ -20,32 +20,59 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "api/auth.h"
 #include "api/http_server.h"
+#include "api/tls.h"
 #include "api/routes.h"
+#include "core/events.h"
+#include "core/identity.h"
+#include "core/operations.h"
 #include "core/vm_manager.h"
 #include "core/vm_state.h"
 #include "daemon/config.h"
 #include "daemon/node.h"
 #include "host/state_dir.h"
+#include "host/host_info.h"
 #include "store/store.h"
 #include "util/build_info.h"
 
 namespace corral::daemon {
 namespace {
 
+// The TLS certificate: the configured one, or a self-signed one made on first start.
+Result<std::pair<std::string, std::string>> tlsFiles(const Config& cfg, const host::StateDir& dir) {
+  if (!cfg.tlsCert.empty() || !cfg.tlsKey.empty()) {
+    if (cfg.tlsCert.empty() || cfg.tlsKey.empty())
+      return Error::invalidInput("tls-cert", cfg.tlsCert, "--tls-cert and --tls-key go together");
+    return std::pair{cfg.tlsCert, cfg.tlsKey};
+  }
+  std::filesystem::path tls = dir.root() / "tls";
+  CORRAL_TRY(host::makeDir(tls, std::filesystem::perms::owner_all));
+  std::string cert = (tls / "server.crt").string(), key = (tls / "server.key").string();
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof(hostname) - 1);
+  CORRAL_TRY(api::ensureSelfSignedCertificate(cert, key, {hostname, "localhost"}));
+  return std::pair{cert, key};
+}
+
 int run(const Config& cfg) {
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) spdlog::warn("cannot become a child subreaper: {}", strerror(errno));
+  for (const auto& line : describe(cfg)) spdlog::info("config {}", line);
 
   host::StateDir dir(cfg.stateDir);
   if (auto r = dir.prepare(); !r.ok()) {
     spdlog::critical("state dir {}: {}", cfg.stateDir, r.error().message);
     return 1;
   }
-  auto store = store::openSqliteStore(dir.database().string());
+  bool postgres = cfg.db.rfind("postgres://", 0) == 0 || cfg.db.rfind("postgresql://", 0) == 0;
+  auto store = postgres ? store::openPostgresStore(cfg.db, cfg.dbConnections)
+                        : store::openSqliteStore(cfg.db.empty() ? dir.database().string() : cfg.db);
   if (!store.ok()) {
     spdlog::critical("{}", store.error().message);
     return 1;
   }
+  if (auto n = (*store)->failUnfinishedOperations("corrald stopped before the operation ended"); n.ok() && *n > 0)
+    spdlog::warn("{} operations left unfinished by the previous corrald marked failed", *n);
 
   auto node = NodeProbe::run(cfg, dir);
   if (!node.ok()) {
@@ -56,35 +83,55 @@ int run(const Config& cfg) {
                util::build::kCommit, cfg.stateDir, node->qemuBinary, node->qemuVersion, node->accelName(),
                node->accelReason);
 
+  api::HttpServerOptions opts;
+  opts.socketPath = dir.socket().string();
+  // Everyone may connect; SO_PEERCRED says who they are and the authenticator
+  // maps that uid to a user (or refuses it).
+  opts.socketMode = 0666;
+  opts.handlerThreads = cfg.apiThreads;
+  opts.allowedOrigins = cfg.allowedOrigins;
+  if (!cfg.listen.empty()) {
+    auto files = tlsFiles(cfg, dir);
+    if (!files.ok()) {
+      spdlog::critical("TLS: {}", files.error().message);
+      return 1;
+    }
+    opts.tcpListen = cfg.listen;
+    std::tie(opts.tlsCertFile, opts.tlsKeyFile) = *files;
+    opts.tlsClientCaFile = cfg.tlsClientCa;
+  }
+
   boost::asio::io_context io;
   auto guard = boost::asio::make_work_guard(io);
-  std::thread ioThread([&io] { io.run(); });
+  std::vector<std::thread> ioThreads;
+  for (unsigned i = 0; i < std::max(1u, cfg.ioThreads); ++i) ioThreads.emplace_back([&io] { io.run(); });
 
   core::ManagerConfig mc;
   mc.qemuBinary = node->qemuBinary;
   mc.accel = node->accel;
   mc.defaultStopTimeout = std::chrono::seconds(cfg.stopTimeoutSeconds);
+  mc.quotaDefaults = cfg.quotaDefaults;
   int rc = 0;
   {
-    core::VmManager vms(io, **store, dir, mc);
+    core::EventBus events;
+    core::Identity identity(**store);
+    core::VmManager vms(io, **store, dir, mc, &events);
+    core::Operations ops(**store, cfg.operationThreads);
     if (auto r = vms.reconcile(); !r.ok()) spdlog::error("reconcile: {}", r.error().message);
 
     api::Router router;
-    api::addRoutes(router, vms, [&] { return node->toJson(vms); });
-    api::HttpServerOptions opts;
-    opts.socketPath = dir.socket().string();
-    opts.handlerThreads = cfg.apiThreads;
-    // Local and root only until the control plane brings users and tokens.
-    opts.authorize = [](const api::Request& req) -> std::optional<Error> {
-      if (req.peerUid == 0) return std::nullopt;
-      return Error{ErrorCode::Forbidden, fmt::format("corrald serves root only (you are uid {})", req.peerUid), {}, {}};
-    };
+    api::addAllRoutes(router, {.vms = vms, .ops = ops, .events = events, .identity = identity,
+                               .nodeFacts = [&] { return node->toJson(vms); }});
+    api::AuthOptions auth;
+    auth.trustedProxies = cfg.trustedProxies;
+    auth.proxyHeader = cfg.proxyHeader;
+    auth.clientCertLogin = cfg.clientCertLogin;
+    opts.authenticate = api::makeAuthenticator(identity, auth);
     api::HttpServer server(io, router, opts);
     if (auto r = server.start(); !r.ok()) {
       spdlog::critical("{}", r.error().message);
       rc = 1;
     } else {
-      spdlog::info("listening on {}", opts.socketPath);
       boost::asio::signal_set signals(io, SIGINT, SIGTERM);
       std::promise<int> stopped;
       signals.async_wait([&](const boost::system::error_code&, int sig) {
@@ -97,7 +144,7 @@ int run(const Config& cfg) {
   }
   guard.reset();
   io.stop();
-  ioThread.join();
+  for (auto& t : ioThreads) t.join();
   return rc;
 }
 
@@ -106,7 +153,17 @@ int run(const Config& cfg) {
 
 int main(int argc, char** argv) {
   corral::daemon::Config cfg;
+  // The config file is read first, so that flags given with it override it.
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string_view(argv[i]) == "--config") cfg.configFile = argv[i + 1];
+  if (!cfg.configFile.empty()) {
+    if (auto r = corral::daemon::loadConfigFile(cfg.configFile, cfg); !r.ok()) {
+      fmt::print(stderr, "corrald: {}\n", r.error().message);
+      return 2;
+    }
+  }
   CLI::App app{"corrald: the corral daemon, one per host"};
+  app.add_option("--config", cfg.configFile, "JSON configuration file (flags override it)");
   app.add_option("--state-dir", cfg.stateDir, "state directory (database, socket, images, runtime dirs)")
       ->capture_default_str();
   app.add_option("--accel", cfg.accel, "accelerator: auto probes KVM with a real guest and falls back to TCG")
@@ -118,6 +175,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--stop-timeout", cfg.stopTimeoutSeconds, "seconds a graceful stop waits before killing")
       ->capture_default_str();
+  app.add_option("--db", cfg.db, "store: postgres://... for PostgreSQL; default SQLite <state-dir>/corral.db");
+  app.add_option("--listen", cfg.listen, "ADDR:PORT of the TLS listener (none by default)");
+  app.add_option("--tls-cert", cfg.tlsCert, "PEM certificate chain (default: self-signed, made on first start)");
+  app.add_option("--tls-key", cfg.tlsKey, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", cfg.tlsClientCa, "CA bundle to verify client certificates against");
+  app.add_flag("--client-cert-login", cfg.clientCertLogin, "log in the user whose email a client certificate names");
+  app.add_option("--trusted-proxy", cfg.trustedProxies, "address of a reverse proxy whose X-Remote-User is believed");
   CLI11_PARSE(app, argc, argv);
   if (cfg.stateDir.empty() || cfg.stateDir.front() != '/') {
     std::error_code ec;

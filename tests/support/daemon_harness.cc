@@ -41,10 +41,11 @@ void DaemonHarness::reapChildren() {
   }
 }
 
-void DaemonHarness::startDaemon() {
+void DaemonHarness::startDaemon(const std::vector<std::string>& extraArgs) {
   fs::create_directories(stateDir());
   daemon_ = std::make_unique<util::Command>(binDir() + "/corrald");
   daemon_->args({"--state-dir", stateDir(), "--accel", "tcg", "--log-level", "debug"})
+      .args(extraArgs)
       .keepEnv({"PATH"})
       .stderrToFile((dir_ / "corrald.log").string(), true)
       .stdoutToNull()

@@ -30,8 +30,8 @@ class DaemonHarness {
   DaemonHarness();
   ~DaemonHarness();
 
-  // Starts corrald (--accel tcg) and waits until its socket answers.
-  void startDaemon();
+  // Starts corrald (--accel tcg, plus extraArgs) and waits until its socket answers.
+  void startDaemon(const std::vector<std::string>& extraArgs = {});
   // SIGKILL, as an operator's mistake or an OOM kill would; guests keep running.
   void killDaemon();
   pid_t daemonPid() const;

@@ -46,9 +46,13 @@ TEST(ApiSpec, ServedRoutesAreExactlyTheDocumentedOnes) {
   auto store = store::openSqliteStore(state.database().string());
   ASSERT_TRUE(store.ok());
   boost::asio::io_context io;
-  core::VmManager vms(io, **store, state, {});
+  core::EventBus events;
+  core::VmManager vms(io, **store, state, {}, &events);
+  core::Operations ops(**store, 1);
+  core::Identity identity(**store);
   Router router;
-  addRoutes(router, vms, [] { return nlohmann::json::object(); });
+  addAllRoutes(router, {.vms = vms, .ops = ops, .events = events, .identity = identity,
+                        .nodeFacts = [] { return nlohmann::json::object(); }});
 
   std::set<std::pair<std::string, std::string>> served;
   for (const auto& r : router.routes()) served.insert(r);

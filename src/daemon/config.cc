@@ -1,0 +1,102 @@
+#include "daemon/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+namespace corral::daemon {
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+Result<void> read(const json& j, const std::string& key, T& out) {
+  try {
+    out = j.get<T>();
+  } catch (const json::exception&) {
+    return Error::invalidInput(key, j.dump(), "has the wrong type");
+  }
+  return ok();
+}
+
+Result<void> readQuota(const json& j, core::QuotaLimits& q) {
+  if (!j.is_object()) return Error::invalidInput("quota_defaults", j.dump(), "must be an object");
+  for (const auto& [k, v] : j.items()) {
+    const auto& keys = core::quotaKeys();
+    auto it = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
+    if (it == keys.end()) return Error::invalidInput("quota_defaults." + k, v.dump(), "unknown setting");
+    if (!v.is_number_integer() || v.get<int64_t>() < -1)
+      return Error::invalidInput("quota_defaults." + k, v.dump(), "must be an integer, -1 for unlimited");
+    q.*(it->limit) = v.get<int64_t>();
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> loadConfigFile(const std::string& path, Config& cfg) {
+  std::ifstream in(path);
+  if (!in) return Error::invalidInput("config", path, "cannot be read");
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Error::invalidInput("config", path, "is not a JSON object");
+  for (const auto& [k, v] : j.items()) {
+    if (k == "state_dir") CORRAL_TRY(read(v, k, cfg.stateDir));
+    else if (k == "accel") CORRAL_TRY(read(v, k, cfg.accel));
+    else if (k == "qemu") CORRAL_TRY(read(v, k, cfg.qemuBinary));
+    else if (k == "log_level") CORRAL_TRY(read(v, k, cfg.logLevel));
+    else if (k == "stop_timeout") CORRAL_TRY(read(v, k, cfg.stopTimeoutSeconds));
+    else if (k == "api_threads") CORRAL_TRY(read(v, k, cfg.apiThreads));
+    else if (k == "io_threads") CORRAL_TRY(read(v, k, cfg.ioThreads));
+    else if (k == "operation_threads") CORRAL_TRY(read(v, k, cfg.operationThreads));
+    else if (k == "db") CORRAL_TRY(read(v, k, cfg.db));
+    else if (k == "db_connections") CORRAL_TRY(read(v, k, cfg.dbConnections));
+    else if (k == "listen") CORRAL_TRY(read(v, k, cfg.listen));
+    else if (k == "tls_cert") CORRAL_TRY(read(v, k, cfg.tlsCert));
+    else if (k == "tls_key") CORRAL_TRY(read(v, k, cfg.tlsKey));
+    else if (k == "tls_client_ca") CORRAL_TRY(read(v, k, cfg.tlsClientCa));
+    else if (k == "client_cert_login") CORRAL_TRY(read(v, k, cfg.clientCertLogin));
+    else if (k == "trusted_proxies") CORRAL_TRY(read(v, k, cfg.trustedProxies));
+    else if (k == "proxy_header") CORRAL_TRY(read(v, k, cfg.proxyHeader));
+    else if (k == "allowed_origins") CORRAL_TRY(read(v, k, cfg.allowedOrigins));
+    else if (k == "quota_defaults") CORRAL_TRY(readQuota(v, cfg.quotaDefaults));
+    else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
+  }
+  return ok();
+}
+
+std::string maskUrlPassword(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  size_t at = url.find('@', scheme + 3);
+  size_t colon = url.find(':', scheme + 3);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+std::vector<std::string> describe(const Config& c) {
+  std::vector<std::string> out = {
+      fmt::format("config={}", c.configFile.empty() ? "-" : c.configFile),
+      fmt::format("state_dir={}", c.stateDir),
+      fmt::format("accel={}", c.accel),
+      fmt::format("qemu={}", c.qemuBinary),
+      fmt::format("log_level={}", c.logLevel),
+      fmt::format("stop_timeout={}", c.stopTimeoutSeconds),
+      fmt::format("api_threads={} io_threads={} operation_threads={}", c.apiThreads, c.ioThreads, c.operationThreads),
+      fmt::format("db={} db_connections={}", c.db.empty() ? "sqlite:<state_dir>/corral.db" : maskUrlPassword(c.db),
+                  c.dbConnections),
+      fmt::format("listen={} tls_cert={} tls_key={} tls_client_ca={} client_cert_login={}",
+                  c.listen.empty() ? "-" : c.listen, c.tlsCert.empty() ? "-" : c.tlsCert,
+                  c.tlsKey.empty() ? "-" : c.tlsKey, c.tlsClientCa.empty() ? "-" : c.tlsClientCa, c.clientCertLogin),
+      fmt::format("trusted_proxies=[{}] proxy_header={} allowed_origins=[{}]", fmt::join(c.trustedProxies, ","),
+                  c.proxyHeader, fmt::join(c.allowedOrigins, ",")),
+  };
+  std::string q = "quota_defaults:";
+  for (const auto& k : core::quotaKeys()) q += fmt::format(" {}={}", k.key, c.quotaDefaults.*(k.limit));
+  out.push_back(q);
+  return out;
+}
+
+}  // namespace corral::daemon

@@ -1,0 +1,273 @@
+// Proves the VM routes' rules without a guest (a real SQLite store, no QEMU):
+// who sees which VM (owner, group member, administrator, stranger, admin), that a
+// hidden VM is 404 word for word like a missing one, owner choice on create,
+// quota refusals with their numbers (and 50 concurrent creates against a quota
+// of 5 giving 5), ETag/If-Match on modify, rename, field-naming errors, quota
+// show/set permissions, and events published for what the caller may see.
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include "api/routes.h"
+#include "host/state_dir.h"
+#include "support/temp_dir.h"
+
+namespace corral::api {
+namespace {
+
+using nlohmann::json;
+
+class VmRoutes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(state_.prepare().ok());
+    auto s = store::openSqliteStore(state_.database().string());
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    store_ = std::move(s).take();
+    store::ImageRecord img{.name = "guest", .kernel = "/nonexistent/k", .createdAt = store::nowRfc3339()};
+    ASSERT_TRUE(store_->insertImage(img).ok());
+    for (std::string u : {"alice", "bob", "carol", "dave"}) {
+      store::UserRecord rec{.login = u, .displayName = u, .email = u + "@example.org", .admin = u == "dave",
+                            .createdAt = store::nowRfc3339()};
+      ASSERT_TRUE(store_->insertUser(rec).ok());
+    }
+    ASSERT_TRUE(store_->insertGroup({.name = "lab", .createdAt = store::nowRfc3339()}).ok());
+    ASSERT_TRUE(store_->addMember("lab", "alice").ok());
+    ASSERT_TRUE(store_->addMember("lab", "bob").ok());
+    core::ManagerConfig mc;
+    mc.quotaDefaults = core::QuotaLimits{.maxVms = 3, .maxRunning = 1, .maxMemoryTotalMib = 512, .minMemoryVmMib = 72,
+                                         .maxMemoryVmMib = 512, .maxDiskTotalGib = 10, .maxDiskVmGib = 10};
+    vms_ = std::make_unique<core::VmManager>(io_, *store_, state_, mc, &events_);
+    ops_ = std::make_unique<core::Operations>(*store_, 2);
+    identity_ = std::make_unique<core::Identity>(*store_);
+    addAllRoutes(router_, {.vms = *vms_, .ops = *ops_, .events = events_, .identity = *identity_,
+                           .nodeFacts = [] { return json::object(); }});
+  }
+
+  std::shared_ptr<const core::Principal> who(const std::string& login) {
+    auto p = std::make_shared<core::Principal>();
+    p->login = login;
+    p->admin = login == "dave" || login == "root";
+    p->via = "token";
+    if (login == "alice" || login == "bob") p->groups = {"lab"};
+    return p;
+  }
+
+  Response call(const std::string& login, std::string method, std::string path, std::string body = {},
+                std::map<std::string, std::string> headers = {}) {
+    Request req;
+    req.method = std::move(method);
+    req.path = std::move(path);
+    req.body = std::move(body);
+    req.headers = std::move(headers);
+    req.principal = login.empty() ? nullptr : who(login);
+    req.requestId = newRequestId();
+    return router_.dispatch(req);
+  }
+
+  Response create(const std::string& login, const std::string& name, const std::string& owner = "",
+                  int memory = 96) {
+    json b = {{"name", name}, {"image", "guest"}, {"memory", memory}};
+    if (!owner.empty()) b["owner"] = owner;
+    return call(login, "POST", "/api/v1/vms", b.dump());
+  }
+
+  static json body(const Response& r) { return json::parse(r.body, nullptr, false); }
+
+  testing::TempDir dir_;
+  host::StateDir state_{dir_.path()};
+  std::unique_ptr<store::Store> store_;
+  boost::asio::io_context io_;
+  core::EventBus events_;
+  std::unique_ptr<core::VmManager> vms_;
+  std::unique_ptr<core::Operations> ops_;
+  std::unique_ptr<core::Identity> identity_;
+  Router router_;
+};
+
+TEST_F(VmRoutes, VisibilityFollowsOwnerGroupAdministratorAndAdmin) {
+  ASSERT_EQ(create("alice", "labvm", "lab").status, 201);
+  auto mine = create("alice", "alicevm");
+  ASSERT_EQ(mine.status, 201);
+  EXPECT_EQ(body(mine)["owner"], "alice");
+  EXPECT_EQ(body(mine)["owner_kind"], "user");
+  EXPECT_EQ(body(mine)["administrator"], "alice");
+  EXPECT_EQ(body(mine)["contact"], "alice@example.org");  // the owner's email by default
+
+  struct Case {
+    std::string who, vm;
+    bool sees;
+  };
+  for (const auto& c : std::vector<Case>{{"alice", "labvm", true},
+                                         {"bob", "labvm", true},
+                                         {"carol", "labvm", false},
+                                         {"dave", "labvm", true},
+                                         {"bob", "alicevm", false},
+                                         {"dave", "alicevm", true}}) {
+    SCOPED_TRACE(c.who + " " + c.vm);
+    auto r = call(c.who, "GET", "/api/v1/vms/" + c.vm);
+    EXPECT_EQ(r.status, c.sees ? 200 : 404);
+    auto list = body(call(c.who, "GET", "/api/v1/vms"))["vms"];
+    bool listed = std::any_of(list.begin(), list.end(), [&](const json& v) { return v["name"] == c.vm; });
+    EXPECT_EQ(listed, c.sees);
+    if (!c.sees) {
+      // Word for word what a VM that does not exist gives.
+      auto missing = body(call(c.who, "GET", "/api/v1/vms/nosuchvm"));
+      auto hidden = body(r);
+      EXPECT_EQ(hidden["error"]["code"], missing["error"]["code"]);
+      EXPECT_EQ(hidden["error"]["message"], "VM " + c.vm + " not found");
+      for (std::string verb : {"start", "stop", "reboot", "pause", "resume"})
+        EXPECT_EQ(call(c.who, "POST", "/api/v1/vms/" + c.vm + "/actions/" + verb).status, 404) << verb;
+      EXPECT_EQ(call(c.who, "PATCH", "/api/v1/vms/" + c.vm, R"({"description":"x"})").status, 404);
+      EXPECT_EQ(call(c.who, "GET", "/api/v1/vms/" + c.vm + "/log").status, 404);
+      EXPECT_EQ(call(c.who, "DELETE", "/api/v1/vms/" + c.vm).status, 404);
+    }
+  }
+  // The administrator sees the VM without owning it.
+  ASSERT_EQ(call("alice", "PATCH", "/api/v1/vms/alicevm", R"({"administrator":"carol"})").status, 200);
+  EXPECT_EQ(call("carol", "GET", "/api/v1/vms/alicevm").status, 200);
+  EXPECT_EQ(call("", "GET", "/api/v1/vms").status, 401);
+}
+
+TEST_F(VmRoutes, OwnerChoiceOnCreate) {
+  auto notMine = create("carol", "c1", "lab");
+  EXPECT_EQ(notMine.status, 400);
+  EXPECT_EQ(body(notMine)["error"]["field"], "owner");
+  auto otherUser = create("bob", "b1", "alice");
+  EXPECT_EQ(otherUser.status, 400);
+  auto unknown = create("dave", "d1", "nobody");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(body(unknown)["error"]["field"], "owner");
+  EXPECT_EQ(create("dave", "d2", "carol").status, 201);  // admins give VMs to anyone
+  auto badContact = call("alice", "POST", "/api/v1/vms",
+                         json{{"name", "a1"}, {"image", "guest"}, {"memory", 96}, {"contact", "x@"}}.dump());
+  EXPECT_EQ(badContact.status, 400);
+  EXPECT_EQ(body(badContact)["error"]["field"], "contact");
+}
+
+TEST_F(VmRoutes, QuotaRefusalsCarryTheNumbers) {
+  auto big = create("alice", "big", "", 1024);
+  ASSERT_EQ(big.status, 409) << big.body;
+  auto e = body(big)["error"];
+  EXPECT_EQ(e["code"], "quota_exceeded");
+  EXPECT_EQ(e["resource"], "max_memory_vm");
+  EXPECT_EQ(e["limit"], 512);
+  EXPECT_EQ(e["request"], 1024);
+  for (std::string n : {"q1", "q2", "q3"}) ASSERT_EQ(create("alice", n).status, 201);
+  auto fourth = create("alice", "q4");
+  ASSERT_EQ(fourth.status, 409);
+  EXPECT_EQ(body(fourth)["error"]["resource"], "max_vms");
+  EXPECT_EQ(body(fourth)["error"]["usage"], 3);
+  // The group's quota is its own: alice can still create for lab.
+  EXPECT_EQ(create("alice", "g1", "lab").status, 201);
+  // Nothing was left behind by the refusals.
+  EXPECT_FALSE(store_->findVm("q4")->has_value());
+  EXPECT_FALSE(store_->findVm("big")->has_value());
+}
+
+TEST_F(VmRoutes, FiftyConcurrentCreatesAgainstAQuotaOfFiveGiveFive) {
+  store::QuotaRecord q{.subjectKind = "user", .subject = "bob", .maxVms = 5};
+  ASSERT_TRUE(store_->setQuota(q).ok());
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 50; ++i)
+    ts.emplace_back([&, i] {
+      auto r = create("bob", "r" + std::to_string(i));
+      if (r.status == 201) ++created;
+      if (r.status == 409) ++refused;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(created, 5);
+  EXPECT_EQ(refused, 45);
+  EXPECT_EQ(store_->usage("user", "bob")->vms, 5);
+}
+
+TEST_F(VmRoutes, ModifyHonoursIfMatchAndRenames) {
+  auto made = create("alice", "m1");
+  ASSERT_EQ(made.status, 201);
+  std::string etag = made.headers["ETag"];
+  ASSERT_EQ(etag, "\"" + std::to_string(body(made)["version"].get<int64_t>()) + "\"");
+  auto ok1 = call("alice", "PATCH", "/api/v1/vms/m1", R"({"description":"one","vcpus":1})", {{"if-match", etag}});
+  ASSERT_EQ(ok1.status, 200) << ok1.body;
+  auto stale = call("alice", "PATCH", "/api/v1/vms/m1", R"({"description":"two"})", {{"if-match", etag}});
+  EXPECT_EQ(stale.status, 412);
+  EXPECT_EQ(body(stale)["error"]["code"], "version_mismatch");
+  auto renamed = call("alice", "PATCH", "/api/v1/vms/m1", R"({"name":"m1b","memory":128})",
+                      {{"if-match", ok1.headers["ETag"]}});
+  ASSERT_EQ(renamed.status, 200) << renamed.body;
+  EXPECT_EQ(body(renamed)["name"], "m1b");
+  EXPECT_EQ(body(renamed)["memory"], 128);
+  EXPECT_EQ(call("alice", "GET", "/api/v1/vms/m1").status, 404);
+  for (auto [field, bad] : std::vector<std::pair<std::string, json>>{{"name", "Bad Name"},
+                                                                      {"memory", 10},
+                                                                      {"memory", "x"},
+                                                                      {"vcpus", 0},
+                                                                      {"on_crash", "explode"},
+                                                                      {"contact", "nope"},
+                                                                      {"owner", "carol"},
+                                                                      {"administrator", "nobody"}}) {
+    auto r = call("alice", "PATCH", "/api/v1/vms/m1b", json{{field, bad}}.dump());
+    EXPECT_EQ(r.status, 400) << field << " " << r.body;
+    EXPECT_EQ(body(r)["error"]["field"], field) << r.body;
+  }
+  auto unknown = call("alice", "PATCH", "/api/v1/vms/m1b", R"({"colour":"red"})");
+  EXPECT_EQ(body(unknown)["error"]["field"], "colour");
+  auto empty = call("alice", "PATCH", "/api/v1/vms/m1b", "{}");
+  EXPECT_EQ(empty.status, 400);
+  // Giving the VM to a group over its quota is refused, naming the group.
+  store::QuotaRecord q{.subjectKind = "group", .subject = "lab", .maxVms = 0};
+  ASSERT_TRUE(store_->setQuota(q).ok());
+  auto given = call("alice", "PATCH", "/api/v1/vms/m1b", R"({"owner":"lab"})");
+  EXPECT_EQ(given.status, 409) << given.body;
+  EXPECT_NE(body(given)["error"]["message"].get<std::string>().find("group lab"), std::string::npos);
+}
+
+TEST_F(VmRoutes, QuotaShowAndSetPermissions) {
+  ASSERT_EQ(create("alice", "s1").status, 201);
+  auto own = call("alice", "GET", "/api/v1/quota");
+  ASSERT_EQ(own.status, 200) << own.body;
+  EXPECT_EQ(body(own)["usage"]["vms"], 1);
+  EXPECT_EQ(body(own)["limits"]["max_vms"], 3);
+  EXPECT_EQ(call("alice", "GET", "/api/v1/quotas/groups/lab").status, 200);
+  EXPECT_EQ(call("carol", "GET", "/api/v1/quotas/groups/lab").status, 404);
+  EXPECT_EQ(call("carol", "GET", "/api/v1/quotas/users/alice").status, 404);
+  EXPECT_EQ(call("alice", "PUT", "/api/v1/quotas/users/alice", R"({"max_vms":100})").status, 403);
+  auto set = call("dave", "PUT", "/api/v1/quotas/users/alice", R"({"max_vms":7,"max_running":-1})");
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(body(set)["limits"]["max_vms"], 7);
+  EXPECT_TRUE(body(set)["limits"]["max_running"].is_null());
+  auto cleared = call("dave", "PUT", "/api/v1/quotas/users/alice", R"({"max_vms":null})");
+  EXPECT_EQ(body(cleared)["limits"]["max_vms"], 3);
+  auto bad = call("dave", "PUT", "/api/v1/quotas/users/alice", R"({"max_vms":"many"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(body(bad)["error"]["field"], "max_vms");
+  EXPECT_EQ(call("dave", "PUT", "/api/v1/quotas/users/nobody", R"({"max_vms":1})").status, 404);
+}
+
+TEST_F(VmRoutes, EventsCarryTheChangesForAccessChecks) {
+  std::vector<core::Event> seen;
+  std::mutex mu;
+  auto id = events_.subscribe([&](const core::Event& e) {
+    std::lock_guard lock(mu);
+    seen.push_back(e);
+  });
+  ASSERT_EQ(create("alice", "ev1", "lab").status, 201);
+  ASSERT_EQ(call("bob", "PATCH", "/api/v1/vms/ev1", R"({"name":"ev2"})").status, 200);
+  ASSERT_EQ(call("bob", "DELETE", "/api/v1/vms/ev2").status, 204);
+  events_.unsubscribe(id);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].type, "vm.created");
+  EXPECT_EQ(seen[1].type, "vm.modified");
+  EXPECT_EQ(seen[1].previousName, "ev1");
+  EXPECT_EQ(seen[2].type, "vm.deleted");
+  for (const auto& e : seen) {
+    EXPECT_TRUE(core::canAccess(*who("bob"), e.vm));
+    EXPECT_FALSE(core::canAccess(*who("carol"), e.vm));
+  }
+}
+
+}  // namespace
+}  // namespace corral::api
