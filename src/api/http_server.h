@@ -1,22 +1,31 @@
-// HTTP/1.1 over a unix socket: accepts connections on the daemon's io_context,
-// reads requests with Boost.Beast, and hands each to the Router on an internal
-// thread pool, because handlers may block for seconds (starting or stopping a
-// VM). The io_context thread only does I/O and never runs a handler.
+// HTTP/1.1 and WebSocket over a unix socket and, optionally, over TCP with TLS:
+// accepts connections on the daemon's io_context, reads requests with
+// Boost.Beast, and hands each to the Router on an internal thread pool, because
+// handlers may block for seconds (starting or stopping a VM). The io_context
+// threads only do I/O and never run a handler.
 //
-// Each connection reads SO_PEERCRED once (the caller's identity), keeps alive
-// between requests, and answers 413 past maxBodyBytes. Every request gets an id,
-// logged with method, path, status and duration. Authentication policy is not
-// decided here: HttpServerOptions::authorize is called before dispatch.
-// Beast stays in http_server.cc so that this header is cheap to include.
+// Each connection reads its peer's identity once (SO_PEERCRED on the unix socket;
+// the address and a verified client certificate's email over TLS), keeps alive
+// between requests, and is bounded everywhere a peer could hold it up: header
+// and body size, a deadline for a whole request, an idle timeout, a TLS
+// handshake timeout, a write timeout and a connection cap (see
+// HttpServerOptions). Every request gets an id, logged with method, path, status
+// and duration. Authentication policy is not decided here:
+// HttpServerOptions::authenticate is called before dispatch and before a
+// WebSocket upgrade. Beast stays in the .cc files so that this header is cheap
+// to include.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api/router.h"
 #include "util/result.h"
@@ -28,41 +37,97 @@ class io_context;
 namespace corral::api {
 
 namespace detail {
-struct HttpServerImpl;  // http_server.cc
+struct HttpServerImpl;  // http_server_impl.h
 }
 
 struct HttpServerOptions {
-  std::string socketPath;
+  // ---- listeners
+  std::string socketPath;  // required
   mode_t socketMode = 0600;
-  size_t maxBodyBytes = 1 << 20;  // larger bodies get 413 and the connection closes
-  // Called on a handler thread before dispatch; an Error refuses the request with
-  // that error (e.g. Forbidden -> 403). Empty: every peer is allowed.
-  std::function<std::optional<Error>(const Request&)> authorize;
+  // "ADDR:PORT" for the TLS listener, "" for none: "0.0.0.0:8443", "[::]:8443",
+  // "127.0.0.1:0" (0: any free port, see HttpServer::tcpPort). Literal addresses
+  // only: a listener bound to whatever a name resolves to today is a surprise.
+  std::string tcpListen;
+  std::string tlsCertFile;  // PEM chain; required with tcpListen (see api/tls.h for a self-signed one)
+  std::string tlsKeyFile;   // PEM private key
+  // When set, clients are asked for a certificate and it is verified against
+  // this CA bundle; a verified one's email fills Request::clientCertEmail. No
+  // certificate or a failed verification still connects: the authenticator
+  // decides what an anonymous TLS peer may do.
+  std::string tlsClientCaFile;
+
+  // ---- limits (each bounds what one peer can cost the others)
+  size_t maxHeaderBytes = 8 << 10;  // request line + headers; larger: 431, then close
+  size_t maxBodyBytes = 1 << 20;    // larger bodies get 413 and the connection closes
+  // A request must arrive whole (headers and body) within this time of its first
+  // byte (of the connection, for the first request), or the connection closes
+  // without an answer: a slowloris peer holds a connection slot for no longer.
+  std::chrono::milliseconds requestTimeout = std::chrono::seconds(30);
+  // A keep-alive connection may wait this long for its next request.
+  std::chrono::milliseconds idleTimeout = std::chrono::seconds(60);
+  std::chrono::milliseconds tlsHandshakeTimeout = std::chrono::seconds(10);
+  // Writing one response (or one WebSocket message) may take this long; a peer
+  // that does not read is closed after it.
+  std::chrono::milliseconds writeTimeout = std::chrono::seconds(30);
+  // Open connections (HTTP and WebSocket, both listeners together). Past it a new
+  // connection is closed at once; on the unix socket after a 503 written without
+  // waiting, over TLS without a word (a handshake would cost what the cap saves).
+  size_t maxConnections = 1000;
+
+  // ---- WebSocket
+  // A socket's unsent messages may hold this many bytes; a message past it
+  // closes the socket instead of waiting (a slow viewer is dropped, never waited
+  // for).
+  size_t maxWsQueueBytes = 4 << 20;
+  size_t maxWsMessageBytes = 1 << 20;  // larger incoming messages close the socket
+  // A ping after this much silence from the peer; closed after twice as much.
+  std::chrono::milliseconds wsPingInterval = std::chrono::seconds(30);
+  // Origins allowed to open a WebSocket, exactly as browsers send them
+  // ("https://corral.example.org"). Always allowed: no Origin header (not a
+  // browser) and an Origin whose host[:port] equals the Host header (our own
+  // UI). Others get 403 before the upgrade: the cross-site WebSocket hijacking
+  // defence, since browsers send cookies with a WebSocket handshake.
+  std::vector<std::string> allowedOrigins;
+
+  // ---- policy
+  // Called on a handler thread before dispatch and before a WebSocket route's
+  // handler; it may set req.principal. An Error refuses the request with that
+  // error (Unauthenticated -> 401, Forbidden -> 403, RateLimited -> 429).
+  // Empty: every peer is allowed, with no principal.
+  std::function<std::optional<Error>(Request&)> authenticate;
   size_t handlerThreads = 4;
 };
 
 class HttpServer {
  public:
   // io must outlive the server and router must outlive it; the server must be
-  // destroyed before io is (posted completions refer to io's executor).
+  // destroyed before io is (posted completions refer to io's executor). io may be
+  // run by several threads: each connection keeps to its own strand.
   HttpServer(boost::asio::io_context& io, const Router& router, HttpServerOptions opts);
-  ~HttpServer();  // stop(), then waits for running handlers
+  // stop(), waits for running handlers, then (while io runs) up to 2 s for the
+  // connections to close, so that WebSocket onClose callbacks have run.
+  ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds the socket (mode socketMode), listens, and starts accepting on io.
-  // A leftover socket file that nothing answers on is removed first; a socket on
-  // which something answers (another corrald) is an Unavailable error, and the
-  // file is left alone. Call once, from any thread (io may already be running);
-  // accepting begins when io runs.
+  // Loads the TLS certificate and key (when tcpListen is set), binds the unix
+  // socket (mode socketMode), then the TCP port, listens, and starts accepting on
+  // io. A leftover socket file that nothing answers on is removed first; a socket
+  // on which something answers (another corrald) is an Unavailable error, and the
+  // file is left alone. Any failure leaves nothing bound. Call once, from any
+  // thread (io may already be running); accepting begins when io runs.
   Result<void> start();
 
-  // Closes the listener and every open connection, removes the socket file.
-  // Handlers already running finish; their responses are dropped. Idempotent;
-  // any thread.
+  // Closes the listeners and every open connection (WebSockets too), removes the
+  // socket file. Handlers already running finish; their responses are dropped.
+  // Idempotent; any thread.
   void stop();
 
   const std::string& socketPath() const;
+  // The bound TCP port (useful with port 0), 0 without a TCP listener.
+  uint16_t tcpPort() const;
+  // Open connections now (for tests and the state report).
+  size_t connectionCount() const;
 
  private:
   std::shared_ptr<detail::HttpServerImpl> impl_;

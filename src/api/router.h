@@ -6,7 +6,7 @@
 // see Beast. The Router matches "/api/v1/vms/{name}" style patterns segment by
 // segment, fills Request::params (percent-decoded), and answers 404 for an unknown
 // path and 405 (with an Allow header) for a known path with the wrong method. It
-// holds no business rules and does no authentication (HttpServerOptions::authorize
+// holds no business rules and does no authentication (HttpServerOptions::authenticate
 // runs before dispatch).
 #pragma once
 

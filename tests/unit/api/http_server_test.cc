@@ -1,11 +1,15 @@
 // Proves the HTTP transport end to end on a real unix socket: a JSON round trip
-// with the peer's uid, keep-alive, 413 past the body limit, the authorize hook
-// answering 403, a handler that throws becoming a generic 500, a blocked handler
-// not holding up other requests, the stale/live socket rules of start(), and
-// stop() removing the socket. The client is the CLI's own HttpClient (compiled
+// with the peer's uid, keep-alive, 413 past the body limit, 431 past the header
+// limit, the authenticate hook answering 403/401 and setting the principal,
+// lowercased headers, a handler that throws becoming a generic 500, a blocked
+// handler not holding up other requests, a stalled half-request neither delaying
+// others nor outliving the request deadline, the idle timeout, the connection
+// cap (503 past it, room again once a connection closes), the stale/live socket
+// rules of start(), and stop() removing the socket. The client is the CLI's own HttpClient (compiled
 // here: the `corral` executable is not a library), plus raw Beast for keep-alive.
 #include "api/http_server.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +29,7 @@
 #include <gtest/gtest.h>
 
 #include "cli/http_client.cc"  // NOLINT: see the file comment
+#include "http_test_util.h"
 #include "support/temp_dir.h"
 
 namespace corral::api {
@@ -159,14 +164,14 @@ TEST_F(HttpServerTest, BodyTooLargeIs413) {
   EXPECT_EQ(ok->status, 200);
 }
 
-TEST_F(HttpServerTest, AuthorizeRefusesWith403) {
+TEST_F(HttpServerTest, AuthenticateRefusesWith403) {
   std::atomic<int> handled{0};
   router_.add("GET", "/api/v1/secret", [&](const Request&) {
     ++handled;
     return Response::json(200, {});
   });
   HttpServerOptions opts;
-  opts.authorize = [](const Request& req) -> std::optional<Error> {
+  opts.authenticate = [](Request& req) -> std::optional<Error> {
     if (req.path == "/api/v1/secret")
       return Error{ErrorCode::Forbidden, fmt::format("uid {} may not do this", req.peerUid), {}, {}};
     return std::nullopt;
@@ -215,6 +220,177 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequests) {
     EXPECT_EQ(res["X-Request-Id"].size(), 16u);
     EXPECT_EQ(nlohmann::json::parse(res.body())["name"], name);
   }
+}
+
+TEST_F(HttpServerTest, AuthenticateSetsThePrincipalAndAnswers401) {
+  router_.add("GET", "/api/v1/me", [](const Request& req) {
+    return Response::json(200, {{"login", req.principal ? req.principal->login : ""},
+                                {"transport", req.transport},
+                                {"token", req.header("authorization")}});
+  });
+  HttpServerOptions opts;
+  opts.authenticate = [](Request& req) -> std::optional<Error> {
+    if (req.header("authorization") != "Bearer good") return Error::unauthenticated("a valid API token is needed");
+    auto p = std::make_shared<core::Principal>();
+    p->login = "alice";
+    p->via = "token";
+    req.principal = std::move(p);
+    return std::nullopt;
+  };
+  startServer(std::move(opts));
+  auto no = call("GET", "/api/v1/me");
+  ASSERT_TRUE(no.ok());
+  EXPECT_EQ(no->status, 401);
+  EXPECT_EQ(nlohmann::json::parse(no->body)["error"]["code"], "unauthenticated");
+
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  asio::io_context cio;
+  asio::local::stream_protocol::socket s(cio);
+  s.connect(asio::local::stream_protocol::endpoint(sock()));
+  http::request<http::string_body> req{http::verb::get, "/api/v1/me", 11};
+  req.set("AuThOrIzAtIoN", "Bearer good");  // header names arrive lowercased
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  ASSERT_EQ(res.result_int(), 200u) << res.body();
+  auto j = nlohmann::json::parse(res.body());
+  EXPECT_EQ(j["login"], "alice");
+  EXPECT_EQ(j["transport"], "unix");
+  EXPECT_EQ(j["token"], "Bearer good");
+}
+
+TEST_F(HttpServerTest, HeaderTooLargeIs431) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  HttpServerOptions opts;
+  opts.maxHeaderBytes = 1024;
+  startServer(std::move(opts));
+  asio::io_context cio;
+  asio::local::stream_protocol::socket s(cio);
+  s.connect(asio::local::stream_protocol::endpoint(sock()));
+  http::request<http::string_body> req{http::verb::get, "/api/v1/vms/x", 11};
+  req.set("X-Padding", std::string(2000, 'p'));
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  EXPECT_EQ(res.result_int(), 431u);
+  auto j = nlohmann::json::parse(res.body());
+  EXPECT_EQ(j["error"]["code"], "invalid_input");
+  EXPECT_EQ(j["error"]["field"], "headers");
+  EXPECT_FALSE(res.keep_alive());
+  // Just under the limit is fine.
+  auto ok = call("GET", "/api/v1/vms/x");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->status, 200);
+}
+
+// A raw unix-socket connection for tests that misbehave on purpose.
+struct RawConn {
+  explicit RawConn(const std::string& path) : s(cio) { s.connect(asio::local::stream_protocol::endpoint(path)); }
+  void write(std::string_view data) { asio::write(s, asio::buffer(data.data(), data.size())); }
+  // Everything until the server closes, or "" + timedOut after limit.
+  std::string readToEof(std::chrono::milliseconds limit, bool* timedOut) {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    *timedOut = false;
+    while (true) {
+      pollfd p{s.native_handle(), POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+        *timedOut = true;
+        return out;
+      }
+      char buf[4096];
+      ssize_t n = ::read(s.native_handle(), buf, sizeof(buf));
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  asio::io_context cio;
+  asio::local::stream_protocol::socket s;
+};
+
+TEST_F(HttpServerTest, StalledHalfRequestDoesNotDelayOthersAndIsClosedAtTheDeadline) {
+  HttpServerOptions opts;
+  opts.requestTimeout = std::chrono::milliseconds(400);
+  startServer(std::move(opts));
+  auto t0 = std::chrono::steady_clock::now();
+  RawConn slow(sock());
+  slow.write("POST /api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half\":");
+  // Another connection is served at once.
+  auto fast = call("GET", "/api/v1/vms/quick");
+  ASSERT_TRUE(fast.ok()) << fast.error().describe();
+  EXPECT_EQ(fast->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  // The stalled one is closed, unanswered, once its deadline passes.
+  bool timedOut = false;
+  std::string got = slow.readToEof(std::chrono::seconds(5), &timedOut);
+  EXPECT_FALSE(timedOut);
+  EXPECT_EQ(got, "");
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(350));
+  EXPECT_LT(took, std::chrono::seconds(3));
+}
+
+TEST_F(HttpServerTest, TrickleDoesNotExtendTheDeadline) {
+  HttpServerOptions opts;
+  opts.requestTimeout = std::chrono::milliseconds(400);
+  startServer(std::move(opts));
+  auto t0 = std::chrono::steady_clock::now();
+  RawConn slow(sock());
+  // One header byte every 50 ms: each read succeeds, the whole request never comes.
+  std::string req = "GET /api/v1/vms/x HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(100, 'a');
+  boost::system::error_code ec;
+  for (char c : req) {
+    asio::write(slow.s, asio::buffer(&c, 1), ec);
+    if (ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(ec);  // the server hung up mid-trickle
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
+TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
+  HttpServerOptions opts;
+  opts.idleTimeout = std::chrono::milliseconds(200);
+  startServer(std::move(opts));
+  RawConn c(sock());
+  c.write("GET /api/v1/vms/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  bool timedOut = false;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string got = c.readToEof(std::chrono::seconds(5), &timedOut);
+  EXPECT_FALSE(timedOut);
+  EXPECT_NE(got.find("HTTP/1.1 200 OK"), std::string::npos);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
+}
+
+TEST_F(HttpServerTest, ConnectionCap) {
+  HttpServerOptions opts;
+  opts.maxConnections = 2;
+  auto& srv = startServer(std::move(opts));
+  auto a = std::make_unique<RawConn>(sock());
+  auto b = std::make_unique<RawConn>(sock());
+  ASSERT_TRUE(testutil::waitFor([&] { return srv.connectionCount() == 2; }));
+  // The third is told why and closed at once.
+  RawConn c(sock());
+  bool timedOut = false;
+  std::string got = c.readToEof(std::chrono::seconds(5), &timedOut);
+  EXPECT_FALSE(timedOut);
+  EXPECT_NE(got.find("HTTP/1.1 503"), std::string::npos) << got;
+  EXPECT_NE(got.find("\"unavailable\""), std::string::npos);
+  // The two admitted ones are still served.
+  a->write("GET /api/v1/vms/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(a->readToEof(std::chrono::seconds(5), &timedOut).find("\"a\""), std::string::npos);
+  // Once they go, there is room again.
+  a.reset();
+  b.reset();
+  ASSERT_TRUE(testutil::waitFor([&] { return srv.connectionCount() == 0; }));
+  auto ok = call("GET", "/api/v1/vms/x");
+  ASSERT_TRUE(ok.ok()) << ok.error().describe();
+  EXPECT_EQ(ok->status, 200);
 }
 
 TEST_F(HttpServerTest, StopRemovesSocket) {

@@ -1,0 +1,103 @@
+// Internal to the HTTP transport (http_server.cc, http_session.cc): the state a
+// server shares with its connections. Not for use outside src/api/http_*.cc.
+//
+// Lifetimes: every connection holds a shared_ptr to HttpServerImpl (options,
+// router pointer, TLS context, stop flag), so a completion arriving after stop()
+// finds a valid object and quietly closes. The router and the pool are only used
+// while the HttpServer lives; its destructor joins the pool, so no handler
+// outlives it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "api/http_server.h"
+
+namespace corral::api::detail {
+
+namespace asio = boost::asio;
+using Local = asio::local::stream_protocol;
+using Tcp = asio::ip::tcp;
+using Strand = asio::strand<asio::io_context::executor_type>;
+using LocalSocket = asio::basic_stream_socket<Local, Strand>;
+using TcpSocket = asio::basic_stream_socket<Tcp, Strand>;
+
+// An open connection (HTTP session or WebSocket) as the server sees it.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Closes the connection on its own strand; any thread.
+  virtual void shutdown() = 0;
+};
+
+struct HttpServerImpl;
+
+// One unit of HttpServerOptions::maxConnections, held by whichever object owns
+// the socket (a session, then its WebSocket after an upgrade) and given back
+// when that object goes.
+class ConnectionSlot {
+ public:
+  explicit ConnectionSlot(std::shared_ptr<HttpServerImpl> srv) : srv_(std::move(srv)) {}
+  ~ConnectionSlot();
+  ConnectionSlot(ConnectionSlot&&) = default;
+  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  HttpServerImpl& server() const { return *srv_; }
+  const std::shared_ptr<HttpServerImpl>& serverPtr() const { return srv_; }
+
+ private:
+  std::shared_ptr<HttpServerImpl> srv_;
+};
+
+struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
+  HttpServerImpl(asio::io_context& ioc, const Router& r, HttpServerOptions o);
+
+  asio::io_context& io;
+  const Router* router;
+  HttpServerOptions opts;
+  asio::thread_pool pool;
+  Strand acceptorStrand;
+  Local::acceptor acceptor;  // touched only on acceptorStrand (or before io runs)
+  Strand tcpStrand;
+  Tcp::acceptor tcpAcceptor;  // touched only on tcpStrand (or before io runs)
+  std::unique_ptr<asio::ssl::context> tls;  // set by start() when tcpListen is
+  uint16_t tcpPort = 0;
+
+  std::atomic<bool> stopped{false};
+  std::atomic<size_t> active{0};  // ConnectionSlots alive
+  std::atomic<uint64_t> refused{0};
+  std::mutex mu;  // guards conns, the socket identity, and posting to pool
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> conns;
+  bool haveSocketFile = false;
+  bool listening = false;
+  dev_t socketDev = 0;
+  ino_t socketIno = 0;
+
+  // A slot when the cap allows one more connection, else nothing (and the
+  // refusal counted and logged now and then).
+  std::optional<ConnectionSlot> takeSlot();
+  void track(Connection* c, std::weak_ptr<Connection> w);
+  void untrack(Connection* c);
+  void doAccept();
+  void doAcceptTcp();
+  void stop();
+};
+
+// http_session.cc: serve one accepted connection until it closes.
+void startUnixSession(ConnectionSlot slot, LocalSocket&& sock);
+void startTlsSession(ConnectionSlot slot, TcpSocket&& sock);
+
+// http_session.cc: the TLS context for the options (TLS 1.2+, no compression,
+// the certificate and key, the client CA when set).
+Result<std::unique_ptr<asio::ssl::context>> makeServerTlsContext(const HttpServerOptions& opts);
+
+}  // namespace corral::api::detail
