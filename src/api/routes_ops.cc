@@ -1,0 +1,154 @@
+// Operations and events routes. See routes_ops.h for who sees what.
+#include "api/routes_ops.h"
+
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace corral::api {
+namespace {
+
+using nlohmann::json;
+using CanSeeVm = std::function<bool(const core::Principal&, const std::string&)>;
+
+constexpr size_t kDefaultLimit = 100;
+constexpr size_t kMaxLimit = 1000;
+// A non-admin's list is filtered after reading: read this many of the newest
+// rows, so that another user's busy hour does not hide one's own operations.
+constexpr size_t kScanRows = 5000;
+constexpr int64_t kDefaultWaitSeconds = 60;
+constexpr int64_t kMaxWaitSeconds = 600;
+
+// A whole decimal number in [min, max] from the query, or def when absent.
+Result<int64_t> queryInt(const Request& req, const std::string& name, int64_t def, int64_t min, int64_t max) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return def;
+  const std::string& s = it->second;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size())
+    return Error::invalidInput(name, s, "must be a whole number");
+  if (v < min || v > max) return Error::invalidInput(name, s, fmt::format("must be between {} and {}", min, max));
+  return v;
+}
+
+Result<std::shared_ptr<const core::Principal>> principalOf(const Request& req) {
+  if (!req.principal) return Error::unauthenticated("this route needs an authenticated caller");
+  return req.principal;
+}
+
+// Remembers canSeeVm's answer per target for one request: a list of many
+// operations on one VM asks once.
+class Visibility {
+ public:
+  Visibility(const core::Principal& p, const CanSeeVm& canSeeVm) : p_(p), canSeeVm_(canSeeVm) {}
+
+  bool operator()(const store::OperationRecord& op) {
+    if (p_.admin || op.requester == p_.login) return true;
+    if (op.kind.rfind("vm.", 0) != 0 || op.target.empty()) return false;
+    auto it = seen_.find(op.target);
+    if (it == seen_.end()) it = seen_.emplace(op.target, canSeeVm_ && canSeeVm_(p_, op.target)).first;
+    return it->second;
+  }
+
+ private:
+  const core::Principal& p_;
+  const CanSeeVm& canSeeVm_;
+  std::map<std::string, bool> seen_;
+};
+
+Error notFound(const std::string& id) { return Error::notFound(fmt::format("operation {} not found", id)); }
+
+// The operation if the caller may see it; NotFound (as for an unknown id) if not.
+Result<store::OperationRecord> visibleOp(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& req) {
+  auto p = CORRAL_TRY(principalOf(req));
+  const std::string& id = req.params.at("id");
+  auto op = ops.get(id);
+  if (!op.ok()) return op;
+  if (!Visibility(*p, canSeeVm)(*op)) return notFound(id);
+  return op;
+}
+
+Response listOps(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& req) {
+  auto p = principalOf(req);
+  if (!p.ok()) return Response::error(p.error());
+  auto limit = queryInt(req, "limit", kDefaultLimit, 1, kMaxLimit);
+  if (!limit.ok()) return Response::error(limit.error());
+  const auto& principal = **p;
+  auto rows = ops.list(principal.admin ? size_t(*limit) : kScanRows);
+  if (!rows.ok()) return Response::error(rows.error());
+  Visibility visible(principal, canSeeVm);
+  json out = json::array();
+  for (const auto& op : *rows) {
+    if (out.size() >= size_t(*limit)) break;
+    if (visible(op)) out.push_back(toJson(op));
+  }
+  return Response::json(200, {{"operations", std::move(out)}});
+}
+
+Response waitOp(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& req) {
+  // Parameters first: a bad timeout is the caller's mistake whatever the id.
+  auto seconds = queryInt(req, "timeout", kDefaultWaitSeconds, 0, kMaxWaitSeconds);
+  if (!seconds.ok()) return Response::error(seconds.error());
+  auto op = visibleOp(ops, canSeeVm, req);
+  if (!op.ok()) return Response::error(op.error());
+  auto ended = ops.wait(op->id, std::chrono::seconds(*seconds));
+  if (!ended.ok()) return Response::error(ended.error());
+  return Response::json(200, toJson(*ended));
+}
+
+Result<WsAccept> events(core::EventBus& bus, const Request& req) {
+  auto p = CORRAL_TRY(principalOf(req));
+  return WsAccept([&bus, p](std::shared_ptr<WebSocket> ws) {
+    // The bus holds only a weak reference: the socket's life is the
+    // transport's, and onClose below takes the subscription away with it.
+    std::weak_ptr<WebSocket> weak = ws;
+    uint64_t id = bus.subscribe([weak, p](const core::Event& e) {
+      if (!core::canAccess(*p, e.vm)) return;
+      auto s = weak.lock();
+      if (!s || s->closed()) return;
+      // Never blocks: a peer that stops reading is closed by the transport.
+      s->send(e.toJson().dump());
+    });
+    ws->onMessage([](std::string, bool) {});  // the stream is one-way; input is ignored
+    ws->onClose([&bus, id] { bus.unsubscribe(id); });
+  });
+}
+
+}  // namespace
+
+json toJson(const store::OperationRecord& op) {
+  json result = nullptr;
+  if (!op.result.empty()) {
+    result = json::parse(op.result, nullptr, /*allow_exceptions=*/false);
+    // Rows are written by Operations as JSON; a row that is not (another writer,
+    // a hand edit) is shown as its text rather than failing the whole list.
+    if (result.is_discarded()) result = op.result;
+  }
+  return json{{"id", op.id},
+              {"kind", op.kind},
+              {"target", op.target},
+              {"requester", op.requester},
+              {"state", op.state},
+              {"progress", op.progress},
+              {"result", std::move(result)},
+              {"created_at", op.createdAt},
+              {"updated_at", op.updatedAt}};
+}
+
+void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus, CanSeeVm canSeeVm) {
+  auto see = std::make_shared<const CanSeeVm>(std::move(canSeeVm));
+  router.add("GET", "/api/v1/operations", [&ops, see](const Request& req) { return listOps(ops, *see, req); });
+  router.add("GET", "/api/v1/operations/{id}", [&ops, see](const Request& req) {
+    auto op = visibleOp(ops, *see, req);
+    return op.ok() ? Response::json(200, toJson(*op)) : Response::error(op.error());
+  });
+  router.add("GET", "/api/v1/operations/{id}/wait", [&ops, see](const Request& req) { return waitOp(ops, *see, req); });
+  router.addWebSocket("/api/v1/events", [&bus](const Request& req) { return events(bus, req); });
+}
+
+}  // namespace corral::api

@@ -1,0 +1,33 @@
+// The operations and events routes: GET /api/v1/operations[/{id}[/wait]] and
+// the WebSocket GET /api/v1/events. Who sees what: an admin everything; others
+// the operations they requested and, for vm.* kinds, those on a VM they may see
+// (canSeeVm); an operation the caller may not see is 404, as a VM is. Events are
+// filtered with core::canAccess on the VM record the event carries.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "api/router.h"
+#include "core/events.h"
+#include "core/operations.h"
+#include "core/principal.h"
+#include "store/store.h"
+
+namespace corral::api {
+
+// {"id", "kind", "target", "requester", "state", "progress", "result" (the
+// parsed JSON, or null while there is none), "created_at", "updated_at"}; for
+// every route that answers with an operation (202 + Location included).
+nlohmann::json toJson(const store::OperationRecord& op);
+
+// canSeeVm: whether the principal may see the VM of that name now (it may hit
+// the store; it is called at most once per distinct target per request). ops,
+// bus and canSeeVm must outlive the router. Every route needs a principal
+// (Request::principal); without one it answers 401.
+void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus,
+                        std::function<bool(const core::Principal&, const std::string& vmName)> canSeeVm);
+
+}  // namespace corral::api
