@@ -1,4 +1,5 @@
-// `corral node info`: the host the daemon runs on (QEMU, accelerator, capacity).
+// `corral node info`: the host the daemon runs on (QEMU, accelerator,
+// capacity).
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -8,19 +9,21 @@
 
 namespace corral::cli {
 
-void addNodeCommands(CLI::App& app, Context& ctx) {
-  auto* node = app.add_subcommand("node", "Inspect the host");
+void addNodeCommands(CLI::App &app, Context &ctx) {
+  auto *node = app.add_subcommand("node", "Inspect the host");
   node->require_subcommand(1);
   auto out = std::make_shared<std::string>();
-  auto* info = node->add_subcommand("info", "Show the host's QEMU, accelerator and capacity");
+  auto *info = node->add_subcommand(
+      "info", "Show the host's QEMU, accelerator and capacity");
   addOutputOption(*info, *out);
   info->callback([&ctx, out] {
     ctx.action = [&ctx, out] {
       HttpResponse resp;
-      if (int rc = callApi(ctx, "GET", "/api/v1/node", std::nullopt, &resp)) return rc;
-      return printAnswer(resp, *out, formatNodeInfo);
+      if (int rc = callApi(ctx, "GET", "/api/v1/node", std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *out, nodeInfoView);
     };
   });
 }
 
-}  // namespace corral::cli
+} // namespace corral::cli

@@ -1,6 +1,9 @@
-// `corral vm create|list|info|start|stop|reboot|pause|resume|delete|log`.
-// Parses and checks what the client can (names go into URLs encoded, --memory
-// accepts M/G suffixes); every rule about VMs is the daemon's.
+// `corral vm
+// create|list|info|modify|start|stop|reboot|pause|resume|delete|log`. Parses
+// and checks what the client can (names go into URLs encoded, --memory accepts
+// M/G suffixes); every rule about VMs is the daemon's. start, stop, reboot (and
+// create --start) answer 202 with an operation: the CLI waits for it and then
+// shows the VM, unless --no-wait asks for the operation itself.
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -10,152 +13,318 @@
 #include "cli/context.h"
 #include "cli/output.h"
 #include "cli/parse.h"
+#include "cli/views.h"
 
 namespace corral::cli {
 
 namespace {
 
-std::string vmPath(const std::string& name) { return "/api/v1/vms/" + encodePathSegment(name); }
+std::string vmPath(const std::string &name) {
+  return "/api/v1/vms/" + encodePathSegment(name);
+}
 
-// Write commands answer with the VM (or nothing, or an operation): show the
-// state when there is one, the JSON when asked, a plain line otherwise.
-int printChange(const HttpResponse& resp, std::string_view output, const std::string& done) {
+bool isOperation(const HttpResponse &resp, nlohmann::json *op) {
+  if (resp.status != 202)
+    return false;
   auto j = nlohmann::json::parse(resp.body, nullptr, false);
-  if (resp.body.find_first_not_of(" \r\n\t") == std::string::npos || j.is_discarded()) {
-    std::cout << done << '\n';
-    return kExitOk;
+  if (j.is_discarded() || !j.is_object() || !j.contains("id") ||
+      !j.contains("state"))
+    return false;
+  *op = std::move(j);
+  return true;
+}
+
+// The end of every VM write: an operation is waited for (or shown with
+// --no-wait), then the VM is shown as "done (state)" or JSON/CSV.
+int finishVmChange(const Context &ctx, const HttpResponse &resp,
+                   std::string_view output, bool noWait,
+                   const std::string &vmName, const std::string &done) {
+  nlohmann::json op;
+  if (!isOperation(resp, &op))
+    return printChange(resp, output, done, vmInfoView);
+  if (noWait)
+    return printJson(op, output, operationView);
+  std::string id =
+      op["id"].is_string() ? op["id"].get<std::string>() : op["id"].dump();
+  if (!operationExitCode(operationState(op))) {
+    bool stillRunning = false;
+    if (int rc = waitOperation(ctx, id, std::nullopt, &op, &stillRunning))
+      return rc;
   }
-  return printAnswer(resp, output, [&](const nlohmann::json& v) {
-    if (v.is_object() && v.contains("state"))
-      return fmt::format("{} ({})\n", done, field(v, "state"));
-    return done + "\n";
-  });
+  if (int rc = *operationExitCode(operationState(op)); rc != kExitOk) {
+    std::cerr << "corral: " << operationFailure(op) << '\n';
+    return rc;
+  }
+  HttpResponse vm;
+  if (int rc = callApi(ctx, "GET", vmPath(vmName), std::nullopt, &vm))
+    return rc;
+  return printChange(vm, output, done, vmInfoView);
+}
+
+int usageError(const Error &e) {
+  std::cerr << "corral: " << e.message << '\n';
+  return kExitUsage;
 }
 
 struct CreateArgs {
-  std::string name, image, memory, onCrash, output;
+  std::string name, image, memory, onCrash, owner, contact, description, output;
   unsigned vcpus = 1;
-  bool start = false;
+  bool start = false, noWait = false;
 };
 
-struct StopArgs {
+struct ModifyArgs {
+  std::string name, memory, owner, admin, contact, description, newName,
+      onCrash, output;
+  unsigned vcpus = 1;
+  uint64_t ifVersion = 0;
+};
+
+struct ActionArgs {
   std::string name, output;
-  bool force = false;
+  bool force = false, noWait = false;
   unsigned timeout = 0;
 };
 
-}  // namespace
+} // namespace
 
-void addVmCommands(CLI::App& app, Context& ctx) {
-  auto* vm = app.add_subcommand("vm", "Manage virtual machines");
+void addVmCommands(CLI::App &app, Context &ctx) {
+  auto *vm = app.add_subcommand("vm", "Manage virtual machines");
   vm->require_subcommand(1);
 
   // create
   auto ca = std::make_shared<CreateArgs>();
-  auto* create = vm->add_subcommand("create", "Create a VM");
+  auto *create = vm->add_subcommand("create", "Create a VM");
   create->add_option("NAME", ca->name, "VM name")->required();
   create->add_option("--image", ca->image, "Image to boot")->required();
-  create->add_option("--memory", ca->memory, "Memory: MiB, or with a suffix M/MiB/G/GiB (512M, 1G)")->required();
-  auto* vcpusOpt = create->add_option("--vcpus", ca->vcpus, "Virtual CPUs")->check(CLI::Range(1u, 1024u));
-  auto* onCrashOpt = create->add_option("--on-crash", ca->onCrash, "What to do when the guest crashes")
-                         ->check(CLI::IsMember({"restart", "stop", "preserve"}));
+  create
+      ->add_option("--memory", ca->memory,
+                   "Memory: MiB, or with a suffix M/MiB/G/GiB (512M, 1G)")
+      ->required();
+  auto *vcpusOpt = create->add_option("--vcpus", ca->vcpus, "Virtual CPUs")
+                       ->check(CLI::Range(1u, 1024u));
+  auto *onCrashOpt =
+      create
+          ->add_option("--on-crash", ca->onCrash,
+                       "What to do when the guest crashes")
+          ->check(CLI::IsMember({"restart", "stop", "preserve"}));
+  auto *ownerOpt = create->add_option("--owner", ca->owner,
+                                      "Owning group or user (default: you)");
+  auto *contactOpt =
+      create->add_option("--contact", ca->contact, "Contact email for this VM");
+  auto *descOpt =
+      create->add_option("--description", ca->description, "Free text");
   create->add_flag("--start", ca->start, "Start the VM once created");
+  create->add_flag(
+      "--no-wait", ca->noWait,
+      "With --start: print the start operation instead of waiting for it");
   addOutputOption(*create, ca->output);
-  create->callback([&ctx, ca, vcpusOpt, onCrashOpt] {
-    ctx.action = [&ctx, ca, vcpusOpt, onCrashOpt] {
-      auto mem = parseMemoryMib(ca->memory);
-      if (!mem) {
-        std::cerr << "corral: " << mem.error().message << '\n';
-        return kExitUsage;
-      }
-      nlohmann::json body{{"name", ca->name}, {"image", ca->image}, {"memory", *mem}, {"start", ca->start}};
-      if (vcpusOpt->count() > 0) body["vcpus"] = ca->vcpus;
-      if (onCrashOpt->count() > 0) body["on_crash"] = ca->onCrash;
-      HttpResponse resp;
-      if (int rc = callApi(ctx, "POST", "/api/v1/vms", body, &resp)) return rc;
-      return printChange(resp, ca->output, "created vm " + ca->name);
-    };
-  });
+  create->callback(
+      [&ctx, ca, vcpusOpt, onCrashOpt, ownerOpt, contactOpt, descOpt] {
+        ctx.action = [&ctx, ca, vcpusOpt, onCrashOpt, ownerOpt, contactOpt,
+                      descOpt] {
+          auto mem = parseMemoryMib(ca->memory);
+          if (!mem)
+            return usageError(mem.error());
+          nlohmann::json body{{"name", ca->name},
+                              {"image", ca->image},
+                              {"memory", *mem},
+                              {"start", ca->start}};
+          if (vcpusOpt->count() > 0)
+            body["vcpus"] = ca->vcpus;
+          if (onCrashOpt->count() > 0)
+            body["on_crash"] = ca->onCrash;
+          if (ownerOpt->count() > 0)
+            body["owner"] = ca->owner;
+          if (contactOpt->count() > 0)
+            body["contact"] = ca->contact;
+          if (descOpt->count() > 0)
+            body["description"] = ca->description;
+          HttpResponse resp;
+          if (int rc = callApi(ctx, "POST", "/api/v1/vms", body, &resp))
+            return rc;
+          return finishVmChange(ctx, resp, ca->output, ca->noWait, ca->name,
+                                "created vm " + ca->name);
+        };
+      });
 
   // list
   auto listOut = std::make_shared<std::string>();
-  auto* list = vm->add_subcommand("list", "List VMs");
+  auto *list = vm->add_subcommand("list", "List VMs");
   addOutputOption(*list, *listOut);
   list->callback([&ctx, listOut] {
     ctx.action = [&ctx, listOut] {
       HttpResponse resp;
-      if (int rc = callApi(ctx, "GET", "/api/v1/vms", std::nullopt, &resp)) return rc;
-      return printAnswer(resp, *listOut, formatVmList);
+      if (int rc = callApi(ctx, "GET", "/api/v1/vms", std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *listOut, vmListView);
     };
   });
 
   // info
   auto infoName = std::make_shared<std::string>();
   auto infoOut = std::make_shared<std::string>();
-  auto* info = vm->add_subcommand("info", "Show one VM");
+  auto *info = vm->add_subcommand("info", "Show one VM");
   info->add_option("NAME", *infoName, "VM name")->required();
   addOutputOption(*info, *infoOut);
   info->callback([&ctx, infoName, infoOut] {
     ctx.action = [&ctx, infoName, infoOut] {
       HttpResponse resp;
-      if (int rc = callApi(ctx, "GET", vmPath(*infoName), std::nullopt, &resp)) return rc;
-      return printAnswer(resp, *infoOut, formatVmInfo);
+      if (int rc = callApi(ctx, "GET", vmPath(*infoName), std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *infoOut, vmInfoView);
     };
   });
 
-  // start, reboot, pause, resume: POST .../actions/<verb> with no body.
+  // modify: PATCH with the fields given; --if-version guards against lost
+  // updates.
+  auto ma = std::make_shared<ModifyArgs>();
+  auto *modify =
+      vm->add_subcommand("modify", "Change a VM's settings, owner or name");
+  modify->add_option("NAME", ma->name, "VM name")->required();
+  auto *mMemory = modify->add_option(
+      "--memory", ma->memory, "Memory: MiB, or with a suffix M/MiB/G/GiB");
+  auto *mVcpus =
+      modify->add_option("--vcpus", ma->vcpus, "Virtual CPUs (stopped VMs)")
+          ->check(CLI::Range(1u, 1024u));
+  auto *mOwner =
+      modify->add_option("--owner", ma->owner, "New owning group or user");
+  auto *mAdmin =
+      modify->add_option("--admin", ma->admin, "New administrator (a user)");
+  auto *mContact =
+      modify->add_option("--contact", ma->contact, "New contact email");
+  auto *mDesc =
+      modify->add_option("--description", ma->description, "New description");
+  auto *mName = modify->add_option("--name", ma->newName,
+                                   "New name (disks and history stay)");
+  auto *mOnCrash = modify
+                       ->add_option("--on-crash", ma->onCrash,
+                                    "What to do when the guest crashes")
+                       ->check(CLI::IsMember({"restart", "stop", "preserve"}));
+  auto *mVersion = modify->add_option(
+      "--if-version", ma->ifVersion,
+      "Refuse (412) unless the VM is still at this version (see `vm info`)");
+  addOutputOption(*modify, ma->output);
+  modify->callback([&ctx, ma, mMemory, mVcpus, mOwner, mAdmin, mContact, mDesc,
+                    mName, mOnCrash, mVersion] {
+    ctx.action = [&ctx, ma, mMemory, mVcpus, mOwner, mAdmin, mContact, mDesc,
+                  mName, mOnCrash, mVersion] {
+      nlohmann::json body = nlohmann::json::object();
+      if (mMemory->count() > 0) {
+        auto mem = parseMemoryMib(ma->memory);
+        if (!mem)
+          return usageError(mem.error());
+        body["memory"] = *mem;
+      }
+      if (mVcpus->count() > 0)
+        body["vcpus"] = ma->vcpus;
+      if (mOwner->count() > 0)
+        body["owner"] = ma->owner;
+      if (mAdmin->count() > 0)
+        body["administrator"] = ma->admin;
+      if (mContact->count() > 0)
+        body["contact"] = ma->contact;
+      if (mDesc->count() > 0)
+        body["description"] = ma->description;
+      if (mName->count() > 0)
+        body["name"] = ma->newName;
+      if (mOnCrash->count() > 0)
+        body["on_crash"] = ma->onCrash;
+      if (body.empty()) {
+        std::cerr << "corral: nothing to modify: give at least one of "
+                     "--memory, --vcpus, --owner, --admin, "
+                     "--contact, --description, --name, --on-crash\n";
+        return kExitUsage;
+      }
+      HttpHeaders headers;
+      if (mVersion->count() > 0)
+        headers.emplace_back("If-Match", fmt::format("\"{}\"", ma->ifVersion));
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "PATCH", vmPath(ma->name), body, &resp,
+                           std::chrono::seconds(300), headers))
+        return rc;
+      std::string shown = mName->count() > 0 ? ma->newName : ma->name;
+      return printChange(resp, ma->output, "modified vm " + shown, vmInfoView);
+    };
+  });
+
+  // start, reboot (operations), pause, resume (immediate): POST
+  // .../actions/<verb>.
   struct Verb {
-    const char* name;
-    const char* help;
-    const char* done;
+    const char *name;
+    const char *help;
+    const char *done;
+    bool operation;
   };
-  for (Verb v : {Verb{"start", "Start a VM", "started"}, Verb{"reboot", "Reboot a VM", "rebooted"},
-                 Verb{"pause", "Pause a VM's CPUs", "paused"}, Verb{"resume", "Resume a paused VM", "resumed"}}) {
-    auto args = std::make_shared<StopArgs>();
-    auto* cmd = vm->add_subcommand(v.name, v.help);
+  for (Verb v : {Verb{"start", "Start a VM", "started", true},
+                 Verb{"reboot", "Reboot a VM", "rebooted", true},
+                 Verb{"pause", "Pause a VM's CPUs", "paused", false},
+                 Verb{"resume", "Resume a paused VM", "resumed", false}}) {
+    auto args = std::make_shared<ActionArgs>();
+    auto *cmd = vm->add_subcommand(v.name, v.help);
     cmd->add_option("NAME", args->name, "VM name")->required();
+    if (v.operation)
+      cmd->add_flag("--no-wait", args->noWait,
+                    "Print the operation instead of waiting for it");
     addOutputOption(*cmd, args->output);
     cmd->callback([&ctx, args, v] {
       ctx.action = [&ctx, args, v] {
         HttpResponse resp;
-        if (int rc = callApi(ctx, "POST", vmPath(args->name) + "/actions/" + v.name, std::nullopt, &resp)) return rc;
-        return printChange(resp, args->output, fmt::format("{} vm {}", v.done, args->name));
+        if (int rc =
+                callApi(ctx, "POST", vmPath(args->name) + "/actions/" + v.name,
+                        std::nullopt, &resp))
+          return rc;
+        return finishVmChange(ctx, resp, args->output, args->noWait, args->name,
+                              fmt::format("{} vm {}", v.done, args->name));
       };
     });
   }
 
-  // stop [--force] [--timeout S]
-  auto sa = std::make_shared<StopArgs>();
-  auto* stop = vm->add_subcommand("stop", "Stop a VM: ask the guest to power off, then kill it after the timeout");
+  // stop [--force] [--timeout S] [--no-wait]
+  auto sa = std::make_shared<ActionArgs>();
+  auto *stop = vm->add_subcommand(
+      "stop",
+      "Stop a VM: ask the guest to power off, then kill it after the timeout");
   stop->add_option("NAME", sa->name, "VM name")->required();
-  auto* forceOpt = stop->add_flag("--force", sa->force, "Kill the VM without asking the guest");
-  auto* timeoutOpt =
-      stop->add_option("--timeout", sa->timeout, "Seconds to wait for the guest before killing it")
+  auto *forceOpt = stop->add_flag("--force", sa->force,
+                                  "Kill the VM without asking the guest");
+  auto *timeoutOpt =
+      stop->add_option("--timeout", sa->timeout,
+                       "Seconds to wait for the guest before killing it")
           ->check(CLI::Range(0u, 86400u));
+  stop->add_flag("--no-wait", sa->noWait,
+                 "Print the operation instead of waiting for it");
   addOutputOption(*stop, sa->output);
   stop->callback([&ctx, sa, forceOpt, timeoutOpt] {
     ctx.action = [&ctx, sa, forceOpt, timeoutOpt] {
       nlohmann::json body = nlohmann::json::object();
-      if (forceOpt->count() > 0) body["force"] = sa->force;
-      if (timeoutOpt->count() > 0) body["timeout"] = sa->timeout;
-      // The daemon waits up to the guest's timeout, then kills and reaps:
-      // give it that plus a generous margin.
-      auto wait = std::chrono::seconds(std::max<unsigned>(300, sa->timeout + 60));
+      if (forceOpt->count() > 0)
+        body["force"] = sa->force;
+      if (timeoutOpt->count() > 0)
+        body["timeout"] = sa->timeout;
+      // An older daemon stops synchronously, waiting up to the guest's timeout,
+      // then kills and reaps: give it that plus a generous margin.
+      auto wait =
+          std::chrono::seconds(std::max<unsigned>(300, sa->timeout + 60));
       HttpResponse resp;
       if (int rc = callApi(ctx, "POST", vmPath(sa->name) + "/actions/stop",
-                           body.empty() ? std::nullopt : std::optional<nlohmann::json>(body), &resp, wait))
+                           body.empty() ? std::nullopt
+                                        : std::optional<nlohmann::json>(body),
+                           &resp, wait))
         return rc;
-      return printChange(resp, sa->output, "stopped vm " + sa->name);
+      return finishVmChange(ctx, resp, sa->output, sa->noWait, sa->name,
+                            "stopped vm " + sa->name);
     };
   });
 
   // delete
   auto delName = std::make_shared<std::string>();
-  auto* del = vm->add_subcommand("delete", "Delete a VM");
+  auto *del = vm->add_subcommand("delete", "Delete a VM");
   del->add_option("NAME", *delName, "VM name")->required();
   del->callback([&ctx, delName] {
     ctx.action = [&ctx, delName] {
-      if (int rc = callApi(ctx, "DELETE", vmPath(*delName), std::nullopt, nullptr)) return rc;
+      if (int rc =
+              callApi(ctx, "DELETE", vmPath(*delName), std::nullopt, nullptr))
+        return rc;
       std::cout << "deleted vm " << *delName << '\n';
       return kExitOk;
     };
@@ -163,12 +332,14 @@ void addVmCommands(CLI::App& app, Context& ctx) {
 
   // log: the console log, raw bytes
   auto logName = std::make_shared<std::string>();
-  auto* log = vm->add_subcommand("log", "Print a VM's console log");
+  auto *log = vm->add_subcommand("log", "Print a VM's console log");
   log->add_option("NAME", *logName, "VM name")->required();
   log->callback([&ctx, logName] {
     ctx.action = [&ctx, logName] {
       HttpResponse resp;
-      if (int rc = callApi(ctx, "GET", vmPath(*logName) + "/log", std::nullopt, &resp)) return rc;
+      if (int rc = callApi(ctx, "GET", vmPath(*logName) + "/log", std::nullopt,
+                           &resp))
+        return rc;
       std::fwrite(resp.body.data(), 1, resp.body.size(), stdout);
       std::fflush(stdout);
       return kExitOk;
@@ -176,4 +347,4 @@ void addVmCommands(CLI::App& app, Context& ctx) {
   });
 }
 
-}  // namespace corral::cli
+} // namespace corral::cli

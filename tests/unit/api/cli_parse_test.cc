@@ -1,11 +1,14 @@
 // Proves the corral CLI's pure logic (header-only, so compiled here): --memory
-// parsing with units and its errors, URL path-segment encoding, table and
-// key/value formatting of the daemon's JSON, and the API-error message and exit
-// codes.
+// and `quota set` value parsing with units and their errors, URL path-segment
+// encoding, remote URL parsing (host, port, IPv6, refusals), fingerprint
+// normalisation and comparison, table and key/value formatting of the daemon's
+// JSON, and the API-error message and exit codes.
 #include <gtest/gtest.h>
 
+#include "cli/fingerprint.h"
 #include "cli/output.h"
 #include "cli/parse.h"
+#include "cli/remote_url.h"
 
 namespace corral::cli {
 namespace {
@@ -21,13 +24,14 @@ TEST(ParseMemory, AcceptsNumbersAndUnits) {
 }
 
 TEST(ParseMemory, RefusesBadValuesNamingTheOption) {
-  for (std::string bad : {"", "M", "12X", "1.5G", "-1", "512MB", "1 G", "0", "0G", "99999999999999999999999",
-                          "1099511627777"}) {
+  for (std::string bad : {"", "M", "12X", "1.5G", "-1", "512MB", "1 G", "0",
+                          "0G", "99999999999999999999999", "1099511627777"}) {
     auto r = parseMemoryMib(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::InvalidInput) << bad;
     EXPECT_EQ(r.error().field, "--memory") << bad;
-    EXPECT_EQ(r.error().message.rfind("--memory: ", 0), 0u) << r.error().message;
+    EXPECT_EQ(r.error().message.rfind("--memory: ", 0), 0u)
+        << r.error().message;
   }
 }
 
@@ -40,11 +44,11 @@ TEST(EncodePathSegment, KeepsNamesAndEscapesTheRest) {
 }
 
 TEST(Table, AlignsColumns) {
-  auto t = formatTable({"NAME", "STATE"}, {{"web1", "running"}, {"a-much-longer-name", "stopped"}});
-  EXPECT_EQ(t,
-            "NAME                 STATE\n"
-            "web1                 running\n"
-            "a-much-longer-name   stopped\n");
+  auto t = formatTable({"NAME", "STATE"}, {{"web1", "running"},
+                                           {"a-much-longer-name", "stopped"}});
+  EXPECT_EQ(t, "NAME                 STATE\n"
+               "web1                 running\n"
+               "a-much-longer-name   stopped\n");
 }
 
 TEST(Table, HeaderOnlyWhenEmptyAndNoTrailingBlanks) {
@@ -55,13 +59,14 @@ TEST(Table, HeaderOnlyWhenEmptyAndNoTrailingBlanks) {
 
 TEST(Table, VmList) {
   auto body = nlohmann::json::parse(R"({"vms": [
-    {"name": "web1", "state": "running", "memory": 128, "vcpus": 1, "image": "tiny", "pid": 4242},
-    {"name": "db", "state": "stopped", "memory": 2048, "vcpus": 4, "image": "debian-12", "pid": null}]})");
+    {"name": "web1", "state": "running", "owner": "sipb", "memory": 128, "vcpus": 1, "image": "tiny", "pid": 4242},
+    {"name": "db", "state": "stopped", "owner": "alice", "memory": 2048, "vcpus": 4, "image": "debian-12", "pid": null}]})");
   EXPECT_EQ(formatVmList(body),
-            "NAME   STATE     MEMORY    VCPUS   IMAGE       PID\n"
-            "web1   running   128MiB    1       tiny        4242\n"
-            "db     stopped   2048MiB   4       debian-12   -\n");
-  EXPECT_EQ(formatVmList(nlohmann::json::object()), "NAME   STATE   MEMORY   VCPUS   IMAGE   PID\n");
+            "NAME   STATE     OWNER   MEMORY    VCPUS   IMAGE       PID\n"
+            "web1   running   sipb    128MiB    1       tiny        4242\n"
+            "db     stopped   alice   2048MiB   4       debian-12   -\n");
+  EXPECT_EQ(formatVmList(nlohmann::json::object()),
+            "NAME   STATE   OWNER   MEMORY   VCPUS   IMAGE   PID\n");
 }
 
 TEST(Table, ImageList) {
@@ -73,7 +78,8 @@ TEST(Table, ImageList) {
 }
 
 TEST(KeyValues, VmInfoOrdersKnownKeysAndKeepsUnknownOnes) {
-  auto vm = nlohmann::json::parse(R"({"uuid": "u-1", "name": "web1", "state": "running", "memory": 128,
+  auto vm = nlohmann::json::parse(
+      R"({"uuid": "u-1", "name": "web1", "state": "running", "memory": 128,
     "vcpus": 1, "pid": 7, "zzz_new": true, "created_at": "2024-01-01T00:00:00Z", "state_reason": ""})");
   auto out = formatVmInfo(vm);
   EXPECT_EQ(out.rfind("name:", 0), 0u) << out;
@@ -84,21 +90,122 @@ TEST(KeyValues, VmInfoOrdersKnownKeysAndKeepsUnknownOnes) {
   EXPECT_LT(out.find("state:"), out.find("uuid:"));
 }
 
+TEST(KeyValues, VmInfoShowsOwnerAndContactAfterState) {
+  auto vm = nlohmann::json::parse(
+      R"({"name": "web1", "state": "running", "owner": "sipb", "owner_kind": "group",
+    "administrator": "alice", "contact": "ops@example.org", "memory": 128, "version": 7})");
+  auto out = formatVmInfo(vm);
+  EXPECT_NE(out.find("owner:          sipb\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("contact:        ops@example.org\n"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("administrator:  alice\n"), std::string::npos) << out;
+  EXPECT_LT(out.find("state:"), out.find("owner:"));
+  EXPECT_LT(out.find("owner:"), out.find("contact:"));
+  EXPECT_LT(out.find("contact:"), out.find("memory:"));
+}
+
+TEST(ParseQuotaValue, NumbersUnitsAndDefault) {
+  EXPECT_EQ(**parseQuotaValue("--max-vms", "5", QuotaUnit::Count), 5u);
+  EXPECT_EQ(**parseQuotaValue("--max-vms", "0", QuotaUnit::Count), 0u);
+  EXPECT_FALSE(
+      parseQuotaValue("--max-vms", "default", QuotaUnit::Count)->has_value());
+  EXPECT_EQ(**parseQuotaValue("--max-memory-total", "4096", QuotaUnit::Mib),
+            4096u);
+  EXPECT_EQ(**parseQuotaValue("--max-memory-total", "4G", QuotaUnit::Mib),
+            4096u);
+  EXPECT_EQ(**parseQuotaValue("--max-disk-total", "100", QuotaUnit::Gib), 100u);
+  EXPECT_EQ(**parseQuotaValue("--max-disk-total", "2TiB", QuotaUnit::Gib),
+            2048u);
+  for (auto [unit, bad] : std::vector<std::pair<QuotaUnit, std::string>>{
+           {QuotaUnit::Count, "5G"},
+           {QuotaUnit::Count, "-1"},
+           {QuotaUnit::Count, ""},
+           {QuotaUnit::Count, "Default"},
+           {QuotaUnit::Mib, "4T"},
+           {QuotaUnit::Gib, "4M"},
+           {QuotaUnit::Count, "99999999999999999999999"},
+           {QuotaUnit::Gib, "1125899906842624T"}}) {
+    auto r = parseQuotaValue("--max-x", bad, unit);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().field, "--max-x") << bad;
+  }
+}
+
+TEST(RemoteUrl, HostAndPort) {
+  auto u = parseRemoteUrl("https://corral.example.org:8443");
+  ASSERT_TRUE(u.ok()) << u.error().message;
+  EXPECT_EQ(u->host, "corral.example.org");
+  EXPECT_EQ(u->port, 8443);
+  EXPECT_EQ(u->authority(), "corral.example.org:8443");
+  auto d = parseRemoteUrl("HTTPS://10.0.0.1/");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->host, "10.0.0.1");
+  EXPECT_EQ(d->port, 443);
+  auto v6 = parseRemoteUrl("https://[::1]:9443");
+  ASSERT_TRUE(v6.ok()) << v6.error().message;
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 9443);
+  EXPECT_EQ(v6->authority(), "[::1]:9443");
+}
+
+TEST(RemoteUrl, RefusesWhatIsNotHttpsHostPort) {
+  for (std::string bad :
+       {"http://h:80", "h:8443", "https://", "https://:8443",
+        "https://h:", "https://h:0", "https://h:65536", "https://h:80x",
+        "https://u:p@h:1", "https://h:1/api", "https://h:1?x", "https://[::1",
+        "https://[::1]x", "https://h_h:1", "ftp://h"}) {
+    auto r = parseRemoteUrl(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().field, "url") << bad;
+    }
+  }
+}
+
+TEST(Fingerprint, NormalisesAndCompares) {
+  std::string canon = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:"
+                      "EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+  std::string bare =
+      "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+  EXPECT_EQ(*normalizeFingerprint(bare), canon);
+  EXPECT_EQ(*normalizeFingerprint("sha256:" + bare), canon);
+  EXPECT_EQ(*normalizeFingerprint("SHA256 Fingerprint=" + canon), canon);
+  EXPECT_TRUE(fingerprintsMatch(bare, canon));
+  std::string other = bare;
+  other.back() = '8';
+  EXPECT_FALSE(fingerprintsMatch(other, canon));
+  EXPECT_FALSE(fingerprintsMatch("", "")); // nothing pinned never matches
+  EXPECT_FALSE(normalizeFingerprint(bare.substr(2)).ok());
+  EXPECT_FALSE(normalizeFingerprint(bare + "00").ok());
+  EXPECT_FALSE(normalizeFingerprint("zz" + bare.substr(2)).ok());
+  EXPECT_EQ(normalizeFingerprint("xyz").error().field, "--fingerprint");
+  const unsigned char d[3] = {0x00, 0x0f, 0xff};
+  EXPECT_EQ(formatFingerprint(d, 3), "00:0F:FF");
+}
+
 TEST(KeyValues, NodeInfoFlattensCounts) {
-  auto node = nlohmann::json::parse(R"({"hostname": "h1", "vms": {"running": 2, "stopped": 1}, "cpus": 8})");
+  auto node = nlohmann::json::parse(
+      R"({"hostname": "h1", "vms": {"running": 2, "stopped": 1}, "cpus": 8})");
   auto out = formatNodeInfo(node);
-  EXPECT_NE(out.find("vms:       running=2 stopped=1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("vms:       running=2 stopped=1\n"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("hostname:  h1\n"), std::string::npos) << out;
 }
 
 TEST(ApiError, MessageAndField) {
-  EXPECT_EQ(apiErrorMessage(400, R"({"error": {"code": "invalid_input", "message": "memory: too small",
+  EXPECT_EQ(
+      apiErrorMessage(
+          400,
+          R"({"error": {"code": "invalid_input", "message": "memory: too small",
             "field": "memory", "value": "1"}})"),
-            "corral: memory: too small (field: memory)");
-  EXPECT_EQ(apiErrorMessage(404, R"({"error": {"code": "not_found", "message": "vm x not found",
+      "corral: memory: too small (field: memory)");
+  EXPECT_EQ(
+      apiErrorMessage(
+          404, R"({"error": {"code": "not_found", "message": "vm x not found",
             "field": null, "value": null}})"),
-            "corral: vm x not found");
-  EXPECT_EQ(apiErrorMessage(502, "Bad Gateway\n"), "corral: HTTP 502: Bad Gateway");
+      "corral: vm x not found");
+  EXPECT_EQ(apiErrorMessage(502, "Bad Gateway\n"),
+            "corral: HTTP 502: Bad Gateway");
   EXPECT_EQ(apiErrorMessage(500, ""), "corral: HTTP 500");
 }
 
@@ -116,5 +223,5 @@ TEST(ExitCodes, FollowTheContract) {
   EXPECT_NE(msg.find("corrald"), std::string::npos);
 }
 
-}  // namespace
-}  // namespace corral::cli
+} // namespace
+} // namespace corral::cli

@@ -28,7 +28,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cli/http_client.cc"  // NOLINT: see the file comment
+#include "cli/http_client.h"
 #include "http_test_util.h"
 #include "support/temp_dir.h"
 

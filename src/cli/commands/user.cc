@@ -1,0 +1,190 @@
+// `corral user add|list|show|passwd|delete`. Passwords never come from argv:
+// --password-stdin reads them from stdin; otherwise, on a terminal, they are
+// asked for twice with echo off.
+#include <iostream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/context.h"
+#include "cli/output.h"
+#include "cli/parse.h"
+#include "cli/password.h"
+#include "cli/views.h"
+
+namespace corral::cli {
+
+namespace {
+
+std::string userPath(const std::string &login) {
+  return "/api/v1/users/" + encodePathSegment(login);
+}
+
+int usage(const Error &e) {
+  std::cerr << "corral: " << e.message << '\n';
+  return kExitUsage;
+}
+
+// The field an API error names, "" when none.
+std::string errorField(const std::string &body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("error") ||
+      !j["error"].is_object())
+    return {};
+  return field(j["error"], "field");
+}
+
+struct AddArgs {
+  std::string login, displayName, email, output;
+  bool admin = false, passwordStdin = false;
+};
+
+struct PasswdArgs {
+  std::string login;
+  bool passwordStdin = false;
+};
+
+int addUser(const Context &ctx, const AddArgs &a, bool displayGiven,
+            bool emailGiven) {
+  nlohmann::json body{{"login", a.login}};
+  if (displayGiven)
+    body["display_name"] = a.displayName;
+  if (emailGiven)
+    body["email"] = a.email;
+  if (a.admin)
+    body["admin"] = true;
+  if (a.passwordStdin) {
+    auto pw = readSecretFromStdin("the password");
+    if (!pw)
+      return usage(pw.error());
+    body["password"] = *pw;
+  } else if (stdinIsTerminal()) {
+    // A user without a password still gets in through the socket or a token.
+    auto pw = promptNewPassword(a.login, true);
+    if (!pw)
+      return usage(pw.error());
+    if (!pw->empty())
+      body["password"] = *pw;
+  }
+  HttpResponse resp;
+  if (int rc = callApi(ctx, "POST", "/api/v1/users", body, &resp))
+    return rc;
+  return printChange(resp, a.output, "created user " + a.login, userView);
+}
+
+int changePassword(const Context &ctx, const PasswdArgs &a) {
+  nlohmann::json body;
+  bool prompted = false;
+  if (a.passwordStdin) {
+    // Line 1: the new password; line 2, when changing one's own: the current
+    // one.
+    auto lines = readTwoLinesFromStdin("the password");
+    if (!lines)
+      return usage(lines.error());
+    body["password"] = lines->first;
+    if (!lines->second.empty())
+      body["current_password"] = lines->second;
+  } else if (stdinIsTerminal()) {
+    auto pw = promptNewPassword(a.login, false);
+    if (!pw)
+      return usage(pw.error());
+    body["password"] = *pw;
+    prompted = true;
+  } else {
+    std::cerr << "corral: stdin is not a terminal: use --password-stdin to "
+                 "give the new password\n";
+    return kExitUsage;
+  }
+  HttpResponse resp;
+  int rc = callApi(ctx, "PUT", userPath(a.login) + "/password", body, &resp);
+  if (rc == kExitApiError && prompted &&
+      errorField(resp.body) == "current_password") {
+    // Changing one's own password needs the current one (admins need not): ask
+    // for it only when the daemon says so.
+    auto cur = promptSecret("Current password: ");
+    if (!cur)
+      return usage(cur.error());
+    body["current_password"] = *cur;
+    rc = callApi(ctx, "PUT", userPath(a.login) + "/password", body, &resp);
+  }
+  if (rc != kExitOk)
+    return rc;
+  std::cout << "changed the password of " << a.login << '\n';
+  return kExitOk;
+}
+
+} // namespace
+
+void addUserCommands(CLI::App &app, Context &ctx) {
+  auto *user = app.add_subcommand(
+      "user", "Manage users (admins; anyone may read and change their own)");
+  user->require_subcommand(1);
+
+  auto aa = std::make_shared<AddArgs>();
+  auto *add = user->add_subcommand("add", "Create a user");
+  add->add_option("LOGIN", aa->login, "Login name")->required();
+  auto *displayOpt =
+      add->add_option("--display-name", aa->displayName, "Full name");
+  auto *emailOpt = add->add_option("--email", aa->email, "Email address");
+  add->add_flag("--admin", aa->admin, "Make the user an admin");
+  add->add_flag("--password-stdin", aa->passwordStdin,
+                "Read the password from stdin");
+  addOutputOption(*add, aa->output);
+  add->callback([&ctx, aa, displayOpt, emailOpt] {
+    ctx.action = [&ctx, aa, displayOpt, emailOpt] {
+      return addUser(ctx, *aa, displayOpt->count() > 0, emailOpt->count() > 0);
+    };
+  });
+
+  auto listOut = std::make_shared<std::string>();
+  auto *list = user->add_subcommand("list", "List users");
+  addOutputOption(*list, *listOut);
+  list->callback([&ctx, listOut] {
+    ctx.action = [&ctx, listOut] {
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "GET", "/api/v1/users", std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *listOut, userListView);
+    };
+  });
+
+  auto showLogin = std::make_shared<std::string>();
+  auto showOut = std::make_shared<std::string>();
+  auto *show = user->add_subcommand("show", "Show one user");
+  show->add_option("LOGIN", *showLogin, "Login name")->required();
+  addOutputOption(*show, *showOut);
+  show->callback([&ctx, showLogin, showOut] {
+    ctx.action = [&ctx, showLogin, showOut] {
+      HttpResponse resp;
+      if (int rc =
+              callApi(ctx, "GET", userPath(*showLogin), std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *showOut, userView);
+    };
+  });
+
+  auto pa = std::make_shared<PasswdArgs>();
+  auto *passwd = user->add_subcommand("passwd", "Set a user's password");
+  passwd->add_option("LOGIN", pa->login, "Login name")->required();
+  passwd->add_flag("--password-stdin", pa->passwordStdin,
+                   "Read the new password from stdin (a second line: your "
+                   "current password)");
+  passwd->callback([&ctx, pa] {
+    ctx.action = [&ctx, pa] { return changePassword(ctx, *pa); };
+  });
+
+  auto delLogin = std::make_shared<std::string>();
+  auto *del = user->add_subcommand("delete", "Delete a user");
+  del->add_option("LOGIN", *delLogin, "Login name")->required();
+  del->callback([&ctx, delLogin] {
+    ctx.action = [&ctx, delLogin] {
+      if (int rc = callApi(ctx, "DELETE", userPath(*delLogin), std::nullopt,
+                           nullptr))
+        return rc;
+      std::cout << "deleted user " << *delLogin << '\n';
+      return kExitOk;
+    };
+  });
+}
+
+} // namespace corral::cli
