@@ -1,6 +1,12 @@
-# Writes a C++ file holding every migration (name, SQL) in order.
-# Invoked as: cmake -DOUT=file.cc -DFILES="a.sql;b.sql" -P embed_migrations.cmake
-set(body "// Generated from src/store/migrations/*.sql; do not edit.\n#include \"store/migrations.h\"\nnamespace corral::store {\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n")
+# Writes a C++ file holding one dialect's migrations (name, SQL) in order, as the
+# function FUNC (migrations for SQLite, postgresMigrations for PostgreSQL).
+# Invoked as: cmake -DOUT=file.cc -DFUNC=migrations -DFILES="a.sql|b.sql" -P embed_migrations.cmake
+# ('|' rather than ';' between files, which a custom command would split on).
+string(REPLACE "|" ";" FILES "${FILES}")
+if(NOT FUNC)
+  set(FUNC migrations)
+endif()
+set(body "// Generated from src/store/migrations/; do not edit.\n#include \"store/migrations.h\"\nnamespace corral::store {\nconst std::vector<Migration>& ${FUNC}() {\n  static const std::vector<Migration> all = {\n")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} sql)

@@ -1,9 +1,12 @@
 // SQLite implementation of Store, through SQLiteCpp.
 //
 // One connection guarded by a mutex: the daemon's writes are few and short, and
-// SQLite serialises writers anyway. WAL mode lets a second reader (the sqlite3
-// shell of an admin) look without blocking us. Constraint violations are mapped
-// to the project's error codes here, so callers never see SQLite's words.
+// SQLite serialises writers anyway. The mutex also serialises quota-checked
+// writes, so a check and its write see no other writer in between; BEGIN
+// IMMEDIATE keeps another process (an admin's sqlite3 shell) from slipping a
+// write in, too. WAL mode lets a second reader look without blocking us.
+// Constraint violations are mapped to the project's error codes here, so callers
+// never see SQLite's words.
 #include <sqlite3.h>
 
 #include <chrono>
@@ -16,50 +19,43 @@
 
 #include "store/migrations.h"
 #include "store/store.h"
+#include "store/store_sql.h"
 
 namespace corral::store {
 namespace {
 
-constexpr const char* kVmColumns =
-    "v.id, v.name, v.uuid, i.name, v.image_id, v.memory_mib, v.vcpus, v.on_crash, v.desired_state, v.state, "
-    "v.state_reason, v.pid, v.accel, v.created_at, v.updated_at, v.version";
+// store_sql.h's Row over a SQLiteCpp cursor.
+struct Row {
+  SQLite::Statement& q;
+  std::string text(int i) const { return q.getColumn(i).getString(); }
+  int64_t int64(int i) const { return q.getColumn(i).getInt64(); }
+  bool isNull(int i) const { return q.getColumn(i).isNull(); }
+};
 
 Error dbError(const SQLite::Exception& e, std::string_view what) {
   return Error::internal(fmt::format("database: {}: {}", what, e.what()));
 }
 
-ImageRecord readImage(SQLite::Statement& q) {
-  ImageRecord r;
-  r.id = q.getColumn(0).getInt64();
-  r.name = q.getColumn(1).getString();
-  r.kind = q.getColumn(2).getString();
-  r.kernel = q.getColumn(3).getString();
-  r.initrd = q.getColumn(4).getString();
-  r.append = q.getColumn(5).getString();
-  r.sizeBytes = q.getColumn(6).getInt64();
-  r.createdAt = q.getColumn(7).getString();
-  return r;
+bool isUnique(const SQLite::Exception& e) {
+  int c = e.getExtendedErrorCode();
+  return c == SQLITE_CONSTRAINT_UNIQUE || c == SQLITE_CONSTRAINT_PRIMARYKEY;
 }
 
-VmRecord readVm(SQLite::Statement& q) {
-  VmRecord r;
-  r.id = q.getColumn(0).getInt64();
-  r.name = q.getColumn(1).getString();
-  r.uuid = q.getColumn(2).getString();
-  r.image = q.getColumn(3).getString();
-  r.imageId = q.getColumn(4).getInt64();
-  r.memoryMib = static_cast<uint64_t>(q.getColumn(5).getInt64());
-  r.vcpus = static_cast<unsigned>(q.getColumn(6).getInt());
-  r.onCrash = q.getColumn(7).getString();
-  r.desiredState = q.getColumn(8).getString();
-  r.state = q.getColumn(9).getString();
-  r.stateReason = q.getColumn(10).getString();
-  if (!q.getColumn(11).isNull()) r.pid = q.getColumn(11).getInt64();
-  r.accel = q.getColumn(12).getString();
-  r.createdAt = q.getColumn(13).getString();
-  r.updatedAt = q.getColumn(14).getString();
-  r.version = q.getColumn(15).getInt64();
-  return r;
+void bindOne(SQLite::Statement& q, int i, const std::string& v) { q.bind(i, v); }
+void bindOne(SQLite::Statement& q, int i, int64_t v) { q.bind(i, v); }
+template <class T>
+void bindOne(SQLite::Statement& q, int i, const std::optional<T>& v) {
+  if (v)
+    bindOne(q, i, *v);
+  else
+    q.bind(i);  // NULL
+}
+
+// Binds the arguments to ?1, ?2, ... in order.
+template <class... A>
+void bindAll(SQLite::Statement& q, const A&... a) {
+  int i = 0;
+  (bindOne(q, ++i, a), ...);
 }
 
 class SqliteStore final : public Store {
@@ -77,15 +73,14 @@ class SqliteStore final : public Store {
     try {
       db_.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                "applied_at TEXT NOT NULL)");
-      int current = currentVersion();
       for (const Migration& m : migrations()) {
-        if (m.version <= current) continue;
-        SQLite::Transaction tx(db_);
+        // The version is read inside the write transaction: two processes
+        // opening one new file at once apply each migration once.
+        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+        if (m.version <= currentVersion()) continue;
         db_.exec(m.sql);
         SQLite::Statement ins(db_, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
-        ins.bind(1, m.version);
-        ins.bind(2, m.name);
-        ins.bind(3, nowRfc3339());
+        bindAll(ins, m.version, m.name, nowRfc3339());
         ins.exec();
         tx.commit();
         spdlog::info("store: applied migration {} ({})", m.version, m.name);
@@ -105,25 +100,22 @@ class SqliteStore final : public Store {
     }
   }
 
+  // ---- images
+
   Result<ImageRecord> insertImage(const ImageRecord& image) override {
     std::lock_guard lock(mu_);
     try {
       SQLite::Statement q(db_,
                           "INSERT INTO images (name, kind, kernel, initrd, append, size_bytes, created_at) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)");
-      q.bind(1, image.name);
-      q.bind(2, image.kind);
-      q.bind(3, image.kernel);
-      q.bind(4, image.initrd);
-      q.bind(5, image.append);
-      q.bind(6, static_cast<int64_t>(image.sizeBytes));
-      q.bind(7, image.createdAt);
+      bindAll(q, image.name, image.kind, image.kernel, image.initrd, image.append,
+              static_cast<int64_t>(image.sizeBytes), image.createdAt);
       q.exec();
       ImageRecord out = image;
       out.id = db_.getLastInsertRowid();
       return out;
     } catch (const SQLite::Exception& e) {
-      if (e.getExtendedErrorCode() == SQLITE_CONSTRAINT_UNIQUE)
+      if (isUnique(e))
         return Error::alreadyExists("name", image.name, fmt::format("name: image {} already exists", image.name));
       return dbError(e, "insert image");
     }
@@ -132,12 +124,10 @@ class SqliteStore final : public Store {
   Result<std::optional<ImageRecord>> findImage(const std::string& name) override {
     std::lock_guard lock(mu_);
     try {
-      SQLite::Statement q(db_,
-                          "SELECT id, name, kind, kernel, initrd, append, size_bytes, created_at FROM images WHERE "
-                          "name = ?");
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM images WHERE name = ?", sql::kImageColumns));
       q.bind(1, name);
       if (!q.executeStep()) return std::optional<ImageRecord>{};
-      return std::optional<ImageRecord>{readImage(q)};
+      return std::optional<ImageRecord>{sql::readImage(Row{q})};
     } catch (const SQLite::Exception& e) {
       return dbError(e, "find image");
     }
@@ -146,11 +136,9 @@ class SqliteStore final : public Store {
   Result<std::vector<ImageRecord>> listImages() override {
     std::lock_guard lock(mu_);
     try {
-      SQLite::Statement q(db_,
-                          "SELECT id, name, kind, kernel, initrd, append, size_bytes, created_at FROM images ORDER BY "
-                          "name");
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM images ORDER BY name", sql::kImageColumns));
       std::vector<ImageRecord> out;
-      while (q.executeStep()) out.push_back(readImage(q));
+      while (q.executeStep()) out.push_back(sql::readImage(Row{q}));
       return out;
     } catch (const SQLite::Exception& e) {
       return dbError(e, "list images");
@@ -160,16 +148,12 @@ class SqliteStore final : public Store {
   Result<void> deleteImage(const std::string& name) override {
     std::lock_guard lock(mu_);
     try {
-      SQLite::Transaction tx(db_);
-      SQLite::Statement users(db_,
-                              "SELECT v.name FROM vms v JOIN images i ON v.image_id = i.id WHERE i.name = ? ORDER BY "
-                              "v.name");
-      users.bind(1, name);
-      std::vector<std::string> vms;
-      while (users.executeStep()) vms.push_back(users.getColumn(0).getString());
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto vms = namesOf("SELECT v.name FROM vms v JOIN images i ON v.image_id = i.id WHERE i.name = ? ORDER BY v.name",
+                         {name});
       if (!vms.empty())
         return Error::failedPrecondition(
-            fmt::format("image {} is in use by {}: delete those VMs first", name, fmt::join(vms, ", ")));
+            fmt::format("image {} is in use by {}: delete those VMs first", name, sql::joinNames(vms)));
       SQLite::Statement q(db_, "DELETE FROM images WHERE name = ?");
       q.bind(1, name);
       if (q.exec() == 0) return Error::notFound(fmt::format("image {} not found", name));
@@ -180,35 +164,26 @@ class SqliteStore final : public Store {
     }
   }
 
-  Result<VmRecord> insertVm(const VmRecord& vm) override {
+  // ---- VMs
+
+  Result<VmRecord> insertVm(const VmRecord& vm, const QuotaCheck& check) override {
     std::lock_guard lock(mu_);
     try {
-      SQLite::Transaction tx(db_);
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       SQLite::Statement img(db_, "SELECT id FROM images WHERE name = ?");
       img.bind(1, vm.image);
       if (!img.executeStep())
         return Error{ErrorCode::NotFound, fmt::format("image: no image named {}", vm.image), "image", vm.image};
       int64_t imageId = img.getColumn(0).getInt64();
-      SQLite::Statement q(db_,
-                          "INSERT INTO vms (name, uuid, image_id, memory_mib, vcpus, on_crash, desired_state, state, "
-                          "state_reason, pid, accel, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, "
-                          "'', ?, ?)");
-      q.bind(1, vm.name);
-      q.bind(2, vm.uuid);
-      q.bind(3, imageId);
-      q.bind(4, static_cast<int64_t>(vm.memoryMib));
-      q.bind(5, static_cast<int>(vm.vcpus));
-      q.bind(6, vm.onCrash);
-      q.bind(7, vm.desiredState);
-      q.bind(8, vm.state);
-      q.bind(9, vm.stateReason);
-      q.bind(10, vm.createdAt);
-      q.bind(11, vm.createdAt);
+      if (check) CORRAL_TRY(runCheck(check, vm.ownerKind, vm.owner, 0));
+      SQLite::Statement q(db_, sql::kInsertVm);
+      bindAll(q, vm.name, vm.uuid, imageId, static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus),
+              vm.onCrash, vm.desiredState, vm.state, vm.stateReason, vm.createdAt, vm.createdAt, vm.ownerKind, vm.owner,
+              vm.administrator, vm.contact, vm.description, vm.diskGib);
       q.exec();
       tx.commit();
     } catch (const SQLite::Exception& e) {
-      if (e.getExtendedErrorCode() == SQLITE_CONSTRAINT_UNIQUE)
-        return Error::alreadyExists("name", vm.name, fmt::format("name: a VM named {} already exists", vm.name));
+      if (isUnique(e)) return vmExists(vm);
       return dbError(e, "insert vm");
     }
     return findVmLocked(vm.name);
@@ -227,10 +202,9 @@ class SqliteStore final : public Store {
   Result<std::vector<VmRecord>> listVms() override {
     std::lock_guard lock(mu_);
     try {
-      SQLite::Statement q(db_, fmt::format("SELECT {} FROM vms v JOIN images i ON v.image_id = i.id ORDER BY v.name",
-                                           kVmColumns));
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM {} ORDER BY v.name", sql::kVmColumns, sql::kVmFrom));
       std::vector<VmRecord> out;
-      while (q.executeStep()) out.push_back(readVm(q));
+      while (q.executeStep()) out.push_back(sql::readVm(Row{q}));
       return out;
     } catch (const SQLite::Exception& e) {
       return dbError(e, "list vms");
@@ -244,18 +218,35 @@ class SqliteStore final : public Store {
                           "UPDATE vms SET state = ?, state_reason = ?, pid = ?, accel = ?, "
                           "desired_state = COALESCE(?, desired_state), updated_at = ?, version = version + 1 "
                           "WHERE name = ?");
-      q.bind(1, u.state);
-      q.bind(2, u.stateReason);
-      if (u.pid) q.bind(3, *u.pid); else q.bind(3);
-      q.bind(4, u.accel);
-      if (u.desiredState) q.bind(5, *u.desiredState); else q.bind(5);
-      q.bind(6, nowRfc3339());
-      q.bind(7, name);
+      bindAll(q, u.state, u.stateReason, u.pid, u.accel, u.desiredState, nowRfc3339(), name);
       if (q.exec() == 0) return Error::notFound(fmt::format("vm {} not found", name));
     } catch (const SQLite::Exception& e) {
       return dbError(e, "update vm state");
     }
     return findVmLocked(name);
+  }
+
+  Result<VmRecord> updateVm(const VmRecord& vm, int64_t expectedVersion, const QuotaCheck& check) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement cur(db_, "SELECT version FROM vms WHERE id = ?");
+      cur.bind(1, vm.id);
+      if (!cur.executeStep()) return Error::notFound(fmt::format("vm {} not found", vm.name));
+      int64_t stored = cur.getColumn(0).getInt64();
+      if (expectedVersion != 0 && stored != expectedVersion) return Error::versionMismatch(expectedVersion, stored);
+      if (check) CORRAL_TRY(runCheck(check, vm.ownerKind, vm.owner, vm.id));
+      SQLite::Statement q(db_, sql::kUpdateVm);
+      bindAll(q, vm.name, vm.ownerKind, vm.owner, vm.administrator, vm.contact, vm.description,
+              static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus), vm.onCrash, vm.desiredState,
+              vm.diskGib, nowRfc3339(), vm.id);
+      q.exec();
+      tx.commit();
+    } catch (const SQLite::Exception& e) {
+      if (isUnique(e)) return vmExists(vm);
+      return dbError(e, "update vm");
+    }
+    return findVmLocked(vm.name);
   }
 
   Result<void> deleteVm(const std::string& name) override {
@@ -270,6 +261,455 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<Usage> usage(const std::string& subjectKind, const std::string& subject) override {
+    if (!sql::validSubjectKind(subjectKind)) return sql::badSubjectKind(subjectKind);
+    std::lock_guard lock(mu_);
+    try {
+      return usageLocked(subjectKind, subject, 0);
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "usage");
+    }
+  }
+
+  // ---- users
+
+  Result<UserRecord> insertUser(const UserRecord& user) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      // Users and groups share one namespace (a VM owner is a bare name).
+      if (!namesOf("SELECT name FROM groups WHERE name = ?", {user.login}).empty())
+        return Error::alreadyExists("login", user.login,
+                                    fmt::format("login: {} is taken by a group (users and groups share names)",
+                                                user.login));
+      SQLite::Statement q(db_,
+                          "INSERT INTO users (login, display_name, email, password_hash, admin, created_at, version) "
+                          "VALUES (?, ?, ?, ?, ?, ?, 1)");
+      bindAll(q, user.login, user.displayName, user.email, user.passwordHash, user.admin ? 1 : 0, user.createdAt);
+      q.exec();
+      UserRecord out = user;
+      out.id = db_.getLastInsertRowid();
+      out.version = 1;
+      tx.commit();
+      return out;
+    } catch (const SQLite::Exception& e) {
+      if (isUnique(e))
+        return Error::alreadyExists("login", user.login, fmt::format("login: a user {} already exists", user.login));
+      return dbError(e, "insert user");
+    }
+  }
+
+  Result<std::optional<UserRecord>> findUser(const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      return findUserLocked(login);
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find user");
+    }
+  }
+
+  Result<std::vector<UserRecord>> listUsers() override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM users ORDER BY login", sql::kUserColumns));
+      std::vector<UserRecord> out;
+      while (q.executeStep()) out.push_back(sql::readUser(Row{q}));
+      return out;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "list users");
+    }
+  }
+
+  Result<UserRecord> updateUser(const UserRecord& user, int64_t expectedVersion) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto cur = findUserLocked(user.login);
+      if (!cur) return Error::notFound(fmt::format("user {} not found", user.login));
+      if (expectedVersion != 0 && cur->version != expectedVersion)
+        return Error::versionMismatch(expectedVersion, cur->version);
+      SQLite::Statement q(db_,
+                          "UPDATE users SET display_name = ?, email = ?, password_hash = ?, admin = ?, "
+                          "version = version + 1 WHERE login = ?");
+      bindAll(q, user.displayName, user.email, user.passwordHash, user.admin ? 1 : 0, user.login);
+      q.exec();
+      auto out = findUserLocked(user.login);
+      tx.commit();
+      return std::move(*out);
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "update user");
+    }
+  }
+
+  Result<void> deleteUser(const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto vms = namesOf(
+          "SELECT name FROM vms WHERE (owner_kind = 'user' AND owner = ?) OR administrator = ? ORDER BY name",
+          {login, login});
+      if (!vms.empty())
+        return Error::failedPrecondition(fmt::format(
+            "user {} owns or administers VMs {}: delete them or give them to someone else first", login,
+            sql::joinNames(vms)));
+      // Tokens, sessions and memberships go with the row (ON DELETE CASCADE).
+      SQLite::Statement q(db_, "DELETE FROM users WHERE login = ?");
+      q.bind(1, login);
+      if (q.exec() == 0) return Error::notFound(fmt::format("user {} not found", login));
+      SQLite::Statement qq(db_, "DELETE FROM quotas WHERE subject_kind = 'user' AND subject = ?");
+      qq.bind(1, login);
+      qq.exec();
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "delete user");
+    }
+  }
+
+  // ---- groups
+
+  Result<GroupRecord> insertGroup(const GroupRecord& group) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      if (!namesOf("SELECT login FROM users WHERE login = ?", {group.name}).empty())
+        return Error::alreadyExists("name", group.name,
+                                    fmt::format("name: {} is taken by a user (users and groups share names)",
+                                                group.name));
+      SQLite::Statement q(db_, "INSERT INTO groups (name, description, created_at) VALUES (?, ?, ?)");
+      bindAll(q, group.name, group.description, group.createdAt);
+      q.exec();
+      GroupRecord out = group;
+      out.id = db_.getLastInsertRowid();
+      out.members.clear();
+      tx.commit();
+      return out;
+    } catch (const SQLite::Exception& e) {
+      if (isUnique(e))
+        return Error::alreadyExists("name", group.name, fmt::format("name: a group {} already exists", group.name));
+      return dbError(e, "insert group");
+    }
+  }
+
+  Result<std::optional<GroupRecord>> findGroup(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, "SELECT id, name, description, created_at FROM groups WHERE name = ?");
+      q.bind(1, name);
+      if (!q.executeStep()) return std::optional<GroupRecord>{};
+      GroupRecord g = readGroup(q);
+      g.members = membersOf(g.id);
+      return std::optional<GroupRecord>{std::move(g)};
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find group");
+    }
+  }
+
+  Result<std::vector<GroupRecord>> listGroups() override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, "SELECT id, name, description, created_at FROM groups ORDER BY name");
+      std::vector<GroupRecord> out;
+      while (q.executeStep()) out.push_back(readGroup(q));
+      for (auto& g : out) g.members = membersOf(g.id);
+      return out;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "list groups");
+    }
+  }
+
+  Result<void> deleteGroup(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto vms = namesOf("SELECT name FROM vms WHERE owner_kind = 'group' AND owner = ? ORDER BY name", {name});
+      if (!vms.empty())
+        return Error::failedPrecondition(fmt::format(
+            "group {} owns VMs {}: delete them or give them to someone else first", name, sql::joinNames(vms)));
+      SQLite::Statement q(db_, "DELETE FROM groups WHERE name = ?");
+      q.bind(1, name);
+      if (q.exec() == 0) return Error::notFound(fmt::format("group {} not found", name));
+      SQLite::Statement qq(db_, "DELETE FROM quotas WHERE subject_kind = 'group' AND subject = ?");
+      qq.bind(1, name);
+      qq.exec();
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "delete group");
+    }
+  }
+
+  Result<void> addMember(const std::string& group, const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto [gid, uid] = CORRAL_TRY(groupAndUser(group, login));
+      SQLite::Statement q(db_, "INSERT INTO memberships (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING");
+      bindAll(q, gid, uid);
+      q.exec();
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "add member");
+    }
+  }
+
+  Result<void> removeMember(const std::string& group, const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto [gid, uid] = CORRAL_TRY(groupAndUser(group, login));
+      SQLite::Statement q(db_, "DELETE FROM memberships WHERE group_id = ? AND user_id = ?");
+      bindAll(q, gid, uid);
+      q.exec();
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "remove member");
+    }
+  }
+
+  Result<std::vector<std::string>> groupsOf(const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      return namesOf(
+          "SELECT g.name FROM groups g JOIN memberships m ON m.group_id = g.id JOIN users u ON m.user_id = u.id "
+          "WHERE u.login = ? ORDER BY g.name",
+          {login});
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "groups of user");
+    }
+  }
+
+  // ---- quotas
+
+  Result<void> setQuota(const QuotaRecord& quota) override {
+    if (!sql::validSubjectKind(quota.subjectKind)) return sql::badSubjectKind(quota.subjectKind);
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      if (sql::quotaIsEmpty(quota)) {
+        // All defaults: no row, so that findQuota and a missing row agree.
+        SQLite::Statement q(db_, "DELETE FROM quotas WHERE subject_kind = ? AND subject = ?");
+        bindAll(q, quota.subjectKind, quota.subject);
+        q.exec();
+      } else {
+        SQLite::Statement q(db_, sql::kSetQuota);
+        bindAll(q, quota.subjectKind, quota.subject, quota.maxVms, quota.maxRunning, quota.maxMemoryTotalMib,
+                quota.minMemoryVmMib, quota.maxMemoryVmMib, quota.maxDiskTotalGib, quota.maxDiskVmGib);
+        q.exec();
+      }
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "set quota");
+    }
+  }
+
+  Result<QuotaRecord> findQuota(const std::string& subjectKind, const std::string& subject) override {
+    if (!sql::validSubjectKind(subjectKind)) return sql::badSubjectKind(subjectKind);
+    std::lock_guard lock(mu_);
+    try {
+      return findQuotaLocked(subjectKind, subject);
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find quota");
+    }
+  }
+
+  // ---- tokens
+
+  Result<TokenRecord> insertToken(const TokenRecord& token) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto uid = CORRAL_TRY(userId(token.login));
+      SQLite::Statement q(db_,
+                          "INSERT INTO tokens (user_id, name, secret_hash, created_at, expires_at, revoked_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?)");
+      bindAll(q, uid, token.name, token.secretHash, token.createdAt, token.expiresAt, token.revokedAt);
+      q.exec();
+      TokenRecord out = token;
+      out.id = db_.getLastInsertRowid();
+      tx.commit();
+      return out;
+    } catch (const SQLite::Exception& e) {
+      // The hash is not echoed: it is as good as the secret for a lookup.
+      if (isUnique(e)) return Error::alreadyExists("secret_hash", "", "secret_hash: a token with this secret exists");
+      return dbError(e, "insert token");
+    }
+  }
+
+  Result<std::optional<TokenRecord>> findTokenByHash(const std::string& secretHash) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("{} WHERE t.secret_hash = ?", sql::kTokenSelect));
+      q.bind(1, secretHash);
+      if (!q.executeStep()) return std::optional<TokenRecord>{};
+      return std::optional<TokenRecord>{sql::readToken(Row{q})};
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find token");
+    }
+  }
+
+  Result<std::optional<TokenRecord>> findToken(int64_t id) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("{} WHERE t.id = ?", sql::kTokenSelect));
+      q.bind(1, id);
+      if (!q.executeStep()) return std::optional<TokenRecord>{};
+      return std::optional<TokenRecord>{sql::readToken(Row{q})};
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find token");
+    }
+  }
+
+  Result<std::vector<TokenRecord>> listTokens(const std::string& login) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("{} WHERE ? = '' OR u.login = ? ORDER BY t.id", sql::kTokenSelect));
+      bindAll(q, login, login);
+      std::vector<TokenRecord> out;
+      while (q.executeStep()) out.push_back(sql::readToken(Row{q}));
+      return out;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "list tokens");
+    }
+  }
+
+  Result<void> revokeToken(int64_t id, const std::string& when) override {
+    std::lock_guard lock(mu_);
+    try {
+      // A second revoke keeps the first time.
+      SQLite::Statement q(db_,
+                          "UPDATE tokens SET revoked_at = CASE WHEN revoked_at = '' THEN ? ELSE revoked_at END "
+                          "WHERE id = ?");
+      bindAll(q, when, id);
+      if (q.exec() == 0) return Error::notFound(fmt::format("token {} not found", id));
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "revoke token");
+    }
+  }
+
+  // ---- sessions
+
+  Result<void> insertSession(const SessionRecord& s) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      auto uid = CORRAL_TRY(userId(s.login));
+      SQLite::Statement q(db_,
+                          "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, expires_at) "
+                          "VALUES (?, ?, ?, ?, ?)");
+      bindAll(q, s.idHash, uid, s.csrfToken, s.createdAt, s.expiresAt);
+      q.exec();
+      tx.commit();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      if (isUnique(e)) return Error::alreadyExists("id_hash", "", "id_hash: a session with this id exists");
+      return dbError(e, "insert session");
+    }
+  }
+
+  Result<std::optional<SessionRecord>> findSession(const std::string& idHash) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("{} WHERE s.id_hash = ?", sql::kSessionSelect));
+      q.bind(1, idHash);
+      if (!q.executeStep()) return std::optional<SessionRecord>{};
+      return std::optional<SessionRecord>{sql::readSession(Row{q})};
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find session");
+    }
+  }
+
+  Result<void> deleteSession(const std::string& idHash) override {
+    auto r = execCount("DELETE FROM sessions WHERE id_hash = ?", {idHash}, "delete session");
+    if (!r.ok()) return std::move(r).error();
+    return ok();
+  }
+
+  Result<void> deleteSessionsOf(const std::string& login) override {
+    auto r = execCount("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE login = ?)", {login},
+                       "delete sessions");
+    if (!r.ok()) return std::move(r).error();
+    return ok();
+  }
+
+  Result<int64_t> deleteExpiredSessions(const std::string& now) override {
+    return execCount("DELETE FROM sessions WHERE expires_at <= ?", {now}, "delete expired sessions");
+  }
+
+  // ---- operations
+
+  Result<void> insertOperation(const OperationRecord& op) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_,
+                          "INSERT INTO operations (id, kind, target, requester, state, progress, result, created_at, "
+                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      bindAll(q, op.id, op.kind, op.target, op.requester, op.state, op.progress, op.result, op.createdAt,
+              op.updatedAt.empty() ? op.createdAt : op.updatedAt);
+      q.exec();
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      if (isUnique(e)) return Error::alreadyExists("id", op.id, fmt::format("id: operation {} already exists", op.id));
+      return dbError(e, "insert operation");
+    }
+  }
+
+  Result<void> updateOperation(const OperationRecord& op) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_,
+                          "UPDATE operations SET state = ?, progress = ?, result = ?, updated_at = ? WHERE id = ?");
+      bindAll(q, op.state, op.progress, op.result, op.updatedAt.empty() ? nowRfc3339() : op.updatedAt, op.id);
+      if (q.exec() == 0) return Error::notFound(fmt::format("operation {} not found", op.id));
+      return ok();
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "update operation");
+    }
+  }
+
+  Result<std::optional<OperationRecord>> findOperation(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM operations WHERE id = ?", sql::kOperationColumns));
+      q.bind(1, id);
+      if (!q.executeStep()) return std::optional<OperationRecord>{};
+      return std::optional<OperationRecord>{sql::readOperation(Row{q})};
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "find operation");
+    }
+  }
+
+  Result<std::vector<OperationRecord>> listOperations(size_t limit) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM operations ORDER BY created_at DESC, seq DESC LIMIT ?",
+                                           sql::kOperationColumns));
+      q.bind(1, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+      std::vector<OperationRecord> out;
+      while (q.executeStep()) out.push_back(sql::readOperation(Row{q}));
+      return out;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "list operations");
+    }
+  }
+
+  Result<int64_t> failUnfinishedOperations(const std::string& reason) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_,
+                          "UPDATE operations SET state = 'failed', result = ?, updated_at = ? "
+                          "WHERE state IN ('pending', 'running')");
+      bindAll(q, sql::interruptedResult(reason), nowRfc3339());
+      return static_cast<int64_t>(q.exec());
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "fail unfinished operations");
+    }
+  }
+
  private:
   int currentVersion() {
     SQLite::Statement q(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
@@ -279,14 +719,113 @@ class SqliteStore final : public Store {
 
   Result<VmRecord> findVmLocked(const std::string& name) {
     try {
-      SQLite::Statement q(db_, fmt::format("SELECT {} FROM vms v JOIN images i ON v.image_id = i.id WHERE v.name = ?",
-                                           kVmColumns));
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM {} WHERE v.name = ?", sql::kVmColumns, sql::kVmFrom));
       q.bind(1, name);
       if (!q.executeStep()) return Error::notFound(fmt::format("vm {} not found", name));
-      return readVm(q);
+      return sql::readVm(Row{q});
     } catch (const SQLite::Exception& e) {
       return dbError(e, "find vm");
     }
+  }
+
+  std::optional<UserRecord> findUserLocked(const std::string& login) {
+    SQLite::Statement q(db_, fmt::format("SELECT {} FROM users WHERE login = ?", sql::kUserColumns));
+    q.bind(1, login);
+    if (!q.executeStep()) return std::nullopt;
+    return sql::readUser(Row{q});
+  }
+
+  static GroupRecord readGroup(SQLite::Statement& q) {
+    return GroupRecord{.id = q.getColumn(0).getInt64(), .name = q.getColumn(1).getString(),
+                       .description = q.getColumn(2).getString(), .createdAt = q.getColumn(3).getString()};
+  }
+
+  std::vector<std::string> membersOf(int64_t groupId) {
+    SQLite::Statement q(db_,
+                        "SELECT u.login FROM memberships m JOIN users u ON m.user_id = u.id WHERE m.group_id = ? "
+                        "ORDER BY u.login");
+    q.bind(1, groupId);
+    std::vector<std::string> out;
+    while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+    return out;
+  }
+
+  // The first column of every row, all binds being text.
+  std::vector<std::string> namesOf(const char* query, std::initializer_list<std::string> binds) {
+    SQLite::Statement q(db_, query);
+    int i = 1;
+    for (const auto& b : binds) q.bind(i++, b);
+    std::vector<std::string> out;
+    while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+    return out;
+  }
+
+  Result<int64_t> execCount(const char* query, std::initializer_list<std::string> binds, std::string_view what) {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, query);
+      int i = 1;
+      for (const auto& b : binds) q.bind(i++, b);
+      return static_cast<int64_t>(q.exec());
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, what);
+    }
+  }
+
+  Result<int64_t> userId(const std::string& login) {
+    SQLite::Statement q(db_, "SELECT id FROM users WHERE login = ?");
+    q.bind(1, login);
+    if (!q.executeStep())
+      return Error{ErrorCode::NotFound, fmt::format("login: no user {}", login), "login", login};
+    return q.getColumn(0).getInt64();
+  }
+
+  Result<std::pair<int64_t, int64_t>> groupAndUser(const std::string& group, const std::string& login) {
+    SQLite::Statement q(db_, "SELECT id FROM groups WHERE name = ?");
+    q.bind(1, group);
+    if (!q.executeStep())
+      return Error{ErrorCode::NotFound, fmt::format("group: no group {}", group), "group", group};
+    int64_t gid = q.getColumn(0).getInt64();
+    int64_t uid = CORRAL_TRY(userId(login));
+    return std::pair{gid, uid};
+  }
+
+  // Which unique column of vms a violation hit. SQLite names only one of them
+  // when both clash, so ask: the name, when another row has it, else the uuid.
+  Error vmExists(const VmRecord& vm) {
+    try {
+      SQLite::Statement q(db_, "SELECT 1 FROM vms WHERE name = ? AND id <> ?");
+      bindAll(q, vm.name, vm.id);
+      if (!q.executeStep())
+        return Error::alreadyExists("uuid", vm.uuid, fmt::format("uuid: a VM with uuid {} already exists", vm.uuid));
+    } catch (const SQLite::Exception&) {
+      // Fall through to the likelier cause.
+    }
+    return Error::alreadyExists("name", vm.name, fmt::format("name: a VM named {} already exists", vm.name));
+  }
+
+  Usage usageLocked(const std::string& kind, const std::string& subject, int64_t excludeId) {
+    SQLite::Statement q(db_, sql::kUsage);
+    bindAll(q, kind, subject, excludeId);
+    q.executeStep();
+    return sql::readUsage(Row{q});
+  }
+
+  QuotaRecord findQuotaLocked(const std::string& kind, const std::string& subject) {
+    QuotaRecord out{.subjectKind = kind, .subject = subject};
+    SQLite::Statement q(db_,
+                        fmt::format("SELECT {} FROM quotas WHERE subject_kind = ? AND subject = ?", sql::kQuotaColumns));
+    bindAll(q, kind, subject);
+    if (q.executeStep()) sql::readQuotaLimits(Row{q}, 0, out);
+    return out;
+  }
+
+  // Inside the caller's transaction, under mu_: nothing else writes meanwhile.
+  Result<void> runCheck(const QuotaCheck& check, const std::string& kind, const std::string& owner,
+                        int64_t excludeId) {
+    Usage u = usageLocked(kind, owner, excludeId);
+    QuotaRecord q = findQuotaLocked(kind, owner);
+    return check(u, q);
   }
 
   std::mutex mu_;

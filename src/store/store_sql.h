@@ -1,0 +1,199 @@
+// What the SQLite and PostgreSQL stores share: the SQL text (written with '?'
+// placeholders; the PostgreSQL store numbers them), the column lists and the
+// readers that turn a row into a record. A Row is anything with
+// text(i), int64(i) and isNull(i); each store adapts its own cursor.
+//
+// Internal to store/: nothing outside the layer includes this.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "store/store.h"
+
+namespace corral::store::sql {
+
+inline constexpr const char* kImageColumns = "id, name, kind, kernel, initrd, append, size_bytes, created_at";
+
+inline constexpr const char* kVmColumns =
+    "v.id, v.name, v.uuid, i.name, v.image_id, v.memory_mib, v.vcpus, v.on_crash, v.desired_state, v.state, "
+    "v.state_reason, v.pid, v.accel, v.created_at, v.updated_at, v.version, v.owner_kind, v.owner, "
+    "v.administrator, v.contact, v.description, v.disk_gib";
+inline constexpr const char* kVmFrom = "vms v JOIN images i ON v.image_id = i.id";
+
+inline constexpr const char* kUserColumns =
+    "id, login, display_name, email, password_hash, admin, created_at, version";
+
+inline constexpr const char* kTokenSelect =
+    "SELECT t.id, u.login, t.name, t.secret_hash, t.created_at, t.expires_at, t.revoked_at "
+    "FROM tokens t JOIN users u ON t.user_id = u.id";
+
+inline constexpr const char* kSessionSelect =
+    "SELECT s.id_hash, u.login, s.csrf_token, s.created_at, s.expires_at "
+    "FROM sessions s JOIN users u ON s.user_id = u.id";
+
+inline constexpr const char* kOperationColumns =
+    "id, kind, target, requester, state, progress, result, created_at, updated_at";
+
+inline constexpr const char* kQuotaColumns =
+    "max_vms, max_running, max_memory_total_mib, min_memory_vm_mib, max_memory_vm_mib, max_disk_total_gib, "
+    "max_disk_vm_gib";
+
+// Store.h's Usage: a VM counts as running while its desired state is not
+// "stopped" or QEMU is (or is about to be) up. Binds: owner_kind, owner, the id
+// not to count (0 counts all).
+inline constexpr const char* kUsage =
+    "SELECT COUNT(*), "
+    "COALESCE(SUM(CASE WHEN desired_state <> 'stopped' OR state IN ('starting', 'running', 'paused', 'stopping') "
+    "THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN desired_state <> 'stopped' OR state IN ('starting', 'running', 'paused', 'stopping') "
+    "THEN memory_mib ELSE 0 END), 0), "
+    "COALESCE(SUM(disk_gib), 0) "
+    "FROM vms WHERE owner_kind = ? AND owner = ? AND id <> ?";
+
+inline constexpr const char* kInsertVm =
+    "INSERT INTO vms (name, uuid, image_id, memory_mib, vcpus, on_crash, desired_state, state, state_reason, pid, "
+    "accel, created_at, updated_at, owner_kind, owner, administrator, contact, description, disk_gib) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, ?, ?, ?, ?)";
+
+inline constexpr const char* kUpdateVm =
+    "UPDATE vms SET name = ?, owner_kind = ?, owner = ?, administrator = ?, contact = ?, description = ?, "
+    "memory_mib = ?, vcpus = ?, on_crash = ?, desired_state = ?, disk_gib = ?, updated_at = ?, "
+    "version = version + 1 WHERE id = ?";
+
+inline constexpr const char* kSetQuota =
+    "INSERT INTO quotas (subject_kind, subject, max_vms, max_running, max_memory_total_mib, min_memory_vm_mib, "
+    "max_memory_vm_mib, max_disk_total_gib, max_disk_vm_gib) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (subject_kind, subject) DO UPDATE SET max_vms = excluded.max_vms, "
+    "max_running = excluded.max_running, max_memory_total_mib = excluded.max_memory_total_mib, "
+    "min_memory_vm_mib = excluded.min_memory_vm_mib, max_memory_vm_mib = excluded.max_memory_vm_mib, "
+    "max_disk_total_gib = excluded.max_disk_total_gib, max_disk_vm_gib = excluded.max_disk_vm_gib";
+
+template <class Row>
+ImageRecord readImage(const Row& r) {
+  ImageRecord x;
+  x.id = r.int64(0);
+  x.name = r.text(1);
+  x.kind = r.text(2);
+  x.kernel = r.text(3);
+  x.initrd = r.text(4);
+  x.append = r.text(5);
+  x.sizeBytes = r.int64(6);
+  x.createdAt = r.text(7);
+  return x;
+}
+
+template <class Row>
+VmRecord readVm(const Row& r) {
+  VmRecord x;
+  x.id = r.int64(0);
+  x.name = r.text(1);
+  x.uuid = r.text(2);
+  x.image = r.text(3);
+  x.imageId = r.int64(4);
+  x.memoryMib = static_cast<uint64_t>(r.int64(5));
+  x.vcpus = static_cast<unsigned>(r.int64(6));
+  x.onCrash = r.text(7);
+  x.desiredState = r.text(8);
+  x.state = r.text(9);
+  x.stateReason = r.text(10);
+  if (!r.isNull(11)) x.pid = r.int64(11);
+  x.accel = r.text(12);
+  x.createdAt = r.text(13);
+  x.updatedAt = r.text(14);
+  x.version = r.int64(15);
+  x.ownerKind = r.text(16);
+  x.owner = r.text(17);
+  x.administrator = r.text(18);
+  x.contact = r.text(19);
+  x.description = r.text(20);
+  x.diskGib = r.int64(21);
+  return x;
+}
+
+template <class Row>
+UserRecord readUser(const Row& r) {
+  UserRecord x;
+  x.id = r.int64(0);
+  x.login = r.text(1);
+  x.displayName = r.text(2);
+  x.email = r.text(3);
+  x.passwordHash = r.text(4);
+  x.admin = r.int64(5) != 0;
+  x.createdAt = r.text(6);
+  x.version = r.int64(7);
+  return x;
+}
+
+template <class Row>
+TokenRecord readToken(const Row& r) {
+  TokenRecord x;
+  x.id = r.int64(0);
+  x.login = r.text(1);
+  x.name = r.text(2);
+  x.secretHash = r.text(3);
+  x.createdAt = r.text(4);
+  x.expiresAt = r.text(5);
+  x.revokedAt = r.text(6);
+  return x;
+}
+
+template <class Row>
+SessionRecord readSession(const Row& r) {
+  return SessionRecord{.idHash = r.text(0), .login = r.text(1), .csrfToken = r.text(2), .createdAt = r.text(3),
+                       .expiresAt = r.text(4)};
+}
+
+template <class Row>
+OperationRecord readOperation(const Row& r) {
+  OperationRecord x;
+  x.id = r.text(0);
+  x.kind = r.text(1);
+  x.target = r.text(2);
+  x.requester = r.text(3);
+  x.state = r.text(4);
+  x.progress = static_cast<int>(r.int64(5));
+  x.result = r.text(6);
+  x.createdAt = r.text(7);
+  x.updatedAt = r.text(8);
+  return x;
+}
+
+// Reads kQuotaColumns starting at column `first`.
+template <class Row>
+void readQuotaLimits(const Row& r, int first, QuotaRecord& q) {
+  std::optional<int64_t>* fields[] = {&q.maxVms,        &q.maxRunning,     &q.maxMemoryTotalMib, &q.minMemoryVmMib,
+                                      &q.maxMemoryVmMib, &q.maxDiskTotalGib, &q.maxDiskVmGib};
+  for (int i = 0; i < 7; ++i) {
+    if (r.isNull(first + i))
+      fields[i]->reset();
+    else
+      *fields[i] = r.int64(first + i);
+  }
+}
+
+template <class Row>
+Usage readUsage(const Row& r) {
+  return Usage{.vms = r.int64(0), .running = r.int64(1), .memoryRunningMib = r.int64(2), .diskTotalGib = r.int64(3)};
+}
+
+inline bool quotaIsEmpty(const QuotaRecord& q) {
+  return !q.maxVms && !q.maxRunning && !q.maxMemoryTotalMib && !q.minMemoryVmMib && !q.maxMemoryVmMib &&
+         !q.maxDiskTotalGib && !q.maxDiskVmGib;
+}
+
+inline bool validSubjectKind(std::string_view kind) { return kind == "user" || kind == "group"; }
+
+inline Error badSubjectKind(const std::string& kind) {
+  return Error::invalidInput("subject_kind", kind, "must be user or group");
+}
+
+// The result of an operation a dead daemon left behind: the API's error shape.
+std::string interruptedResult(const std::string& reason);
+
+// "a, b, c" of at most a few names, for messages that list what is in the way.
+std::string joinNames(const std::vector<std::string>& names);
+
+}  // namespace corral::store::sql
