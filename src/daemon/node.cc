@@ -39,8 +39,8 @@ nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
   auto host = host::readHostInfo();
   nlohmann::json counts = nlohmann::json::object();
   for (auto s : core::kAllVmStates) counts[std::string(core::toString(s))] = 0;
-  core::Principal host{.login = "root", .admin = true, .groups = {}, .via = "node", .tokenId = {}, .csrfToken = {}};
-  if (auto all = vms.list(host); all.ok())
+  core::Principal node{.login = "root", .admin = true, .groups = {}, .via = "node", .tokenId = {}, .csrfToken = {}};
+  if (auto all = vms.list(node); all.ok())
     for (const auto& vm : *all) counts[vm.state] = counts[vm.state].get<int>() + 1;
   return {{"hostname", host.hostname},
           {"qemu_binary", qemuBinary},

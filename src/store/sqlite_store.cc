@@ -61,7 +61,7 @@ void bindAll(SQLite::Statement& q, const A&... a) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const std::string& path)
-      : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
+      : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX) {
     db_.setBusyTimeout(5000);
     db_.exec("PRAGMA journal_mode=WAL");
     db_.exec("PRAGMA foreign_keys=ON");

@@ -84,7 +84,8 @@ json vmBody(const std::string& name, const std::string& owner = "") {
 bool listed(const ApiClient& c, const std::string& vm) {
   auto r = c.get("/api/v1/vms");
   EXPECT_EQ(r.status, 200) << r.body;
-  for (const auto& v : r.json()["vms"])
+  json body = r.json();  // kept alive: a range-for over a temporary's member would dangle
+  for (const auto& v : body["vms"])
     if (v["name"] == vm) return true;
   return false;
 }
@@ -313,7 +314,7 @@ TEST(ControlPlaneTest, EveryErrorShapeNamesTheFieldAndCarriesARequestId) {
   check(alice.request("POST", "/api/v1/vms", R"({"name":"Bad_Name","image":"guest","memory":96})"), 400,
         "invalid_input", "name");
   check(alice.request("POST", "/api/v1/vms", R"({"name":"w1","image":"nope","memory":96})"), 404, "not_found",
-        nullptr);
+        "image");
   check(alice.request("POST", "/api/v1/images", R"({"name":"x","kernel":"/k"})"), 403, "forbidden", nullptr);
   check(cp.anonymous().get("/api/v1/vms"), 401, "unauthenticated", nullptr);
   std::string huge(2 << 20, 'x');

@@ -806,10 +806,12 @@ TEST(SqliteUpgrade, DatabaseFromMigration1UpgradesKeepingItsVms) {
   auto old = (*s)->findVm("old");
   ASSERT_TRUE(old.ok() && old->has_value());
   EXPECT_EQ((*old)->ownerKind, "user");
-  EXPECT_EQ((*old)->owner, "");
+  // Made when only root could make VMs: root's now.
+  EXPECT_EQ((*old)->owner, "root");
+  EXPECT_EQ((*old)->administrator, "root");
   EXPECT_EQ((*old)->diskGib, 0);
   EXPECT_EQ((*old)->memoryMib, 256u);
-  EXPECT_EQ((*s)->usage("user", "")->running, 1);
+  EXPECT_EQ((*s)->usage("user", "root")->running, 1);
 }
 
 }  // namespace
