@@ -113,6 +113,9 @@ class VmManager {
   Result<store::VmRecord> create(const Principal& who, const CreateVmRequest& req);
   Result<store::VmRecord> get(const Principal& who, const std::string& name);
   Result<std::vector<store::VmRecord>> list(const Principal& who);
+  // Changes whenever any VM record may have changed (store::vmsChangeMark):
+  // a rendered list stays valid while the mark does.
+  Result<std::string> listMark() { return store_.vmsChangeMark(); }
   // Access and state checks only, for an action about to be queued as an
   // operation: a caller gets 404/409 at once rather than from the operation.
   Result<store::VmRecord> checkAction(const Principal& who, const std::string& name, std::string_view action);

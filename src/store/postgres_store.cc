@@ -178,6 +178,16 @@ class PostgresStore final : public Store {
     return out;
   }
 
+  Result<std::string> vmsChangeMark() override {
+    // Every write to a row bumps its version; an insert raises max(id) or the
+    // count, a delete lowers the count or the sum. One aggregate over the table.
+    auto lease = CORRAL_TRY(pool_.acquire());
+    auto r = CORRAL_TRY(lease->exec("SELECT count(*), coalesce(sum(version), 0), coalesce(max(id), 0) FROM vms", {},
+                                    "vms change mark"));
+    if (r.size() != 1) return Error::internal("vms change mark: no row");
+    return fmt::format("{}:{}:{}", r[0].text(0), r[0].text(1), r[0].text(2));
+  }
+
   Result<VmRecord> updateVmState(const std::string& name, const VmStateUpdate& u) override {
     auto lease = CORRAL_TRY(pool_.acquire());
     Conn& c = *lease;

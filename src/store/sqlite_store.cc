@@ -211,6 +211,18 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::string> vmsChangeMark() override {
+    std::lock_guard lock(mu_);
+    try {
+      // Our own writes (any table: coarse, never stale) and other connections'
+      // commits (data_version moves only for those).
+      int64_t others = db_.execAndGet("PRAGMA data_version").getInt64();
+      return fmt::format("{}:{}", sqlite3_total_changes64(db_.getHandle()), others);
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "vms change mark");
+    }
+  }
+
   Result<VmRecord> updateVmState(const std::string& name, const VmStateUpdate& u) override {
     std::lock_guard lock(mu_);
     try {

@@ -170,6 +170,10 @@ class Store {
   // row is gone; AlreadyExists (field "name") on a rename to a taken name.
   virtual Result<VmRecord> updateVm(const VmRecord& vm, int64_t expectedVersion, const QuotaCheck& check = {}) = 0;
   virtual Result<void> deleteVm(const std::string& name) = 0;
+  // A short string that changes whenever the vms table may have changed (any
+  // daemon's write), cheap next to listVms(): lets a caller keep a rendered list
+  // until it does. Equal marks mean nothing in vms changed in between.
+  virtual Result<std::string> vmsChangeMark() = 0;
   virtual Result<Usage> usage(const std::string& subjectKind, const std::string& subject) = 0;
 
   // Users. AlreadyExists (field "login") on a taken login. Delete refuses

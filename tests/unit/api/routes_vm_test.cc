@@ -131,6 +131,31 @@ TEST_F(VmRoutes, VisibilityFollowsOwnerGroupAdministratorAndAdmin) {
   EXPECT_EQ(call("", "GET", "/api/v1/vms").status, 401);
 }
 
+// The list is cached per caller until the store's change mark moves: every
+// kind of change must show in the next list, for every caller.
+TEST_F(VmRoutes, CachedListFollowsEveryChange) {
+  auto names = [&](const std::string& who) {
+    std::vector<std::string> out;
+    json list = body(call(who, "GET", "/api/v1/vms"));  // named: a range-for over a temporary's member dangles
+    for (const auto& v : list["vms"]) out.push_back(v["name"]);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  ASSERT_EQ(create("alice", "l1", "lab").status, 201);
+  EXPECT_EQ(names("bob"), V{"l1"});
+  ASSERT_EQ(create("alice", "l2").status, 201);
+  EXPECT_EQ(names("bob"), V{"l1"});
+  EXPECT_EQ(names("alice"), (V{"l1", "l2"}));
+  ASSERT_EQ(call("alice", "PATCH", "/api/v1/vms/l2", R"({"owner":"lab"})").status, 200);
+  EXPECT_EQ(names("bob"), (V{"l1", "l2"}));
+  ASSERT_EQ(call("alice", "PATCH", "/api/v1/vms/l1", R"({"description":"changed"})").status, 200);
+  EXPECT_EQ(body(call("bob", "GET", "/api/v1/vms"))["vms"][0]["description"], "changed");
+  ASSERT_EQ(call("bob", "DELETE", "/api/v1/vms/l1").status, 204);
+  EXPECT_EQ(names("alice"), V{"l2"});
+  EXPECT_EQ(names("dave"), V{"l2"});
+  EXPECT_EQ(names("carol"), V{});
+}
+
 TEST_F(VmRoutes, OwnerChoiceOnCreate) {
   auto notMine = create("carol", "c1", "lab");
   EXPECT_EQ(notMine.status, 400);
