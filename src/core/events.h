@@ -17,7 +17,7 @@ namespace corral::core {
 
 struct Event {
   // vm.created, vm.started, vm.stopped, vm.shutdown (by the guest), vm.crashed,
-  // vm.paused, vm.resumed, vm.modified, vm.deleted
+  // vm.paused, vm.resumed, vm.rebooted, vm.modified, vm.deleted
   std::string type;
   store::VmRecord vm;  // after the change (before it, for vm.deleted); for access checks
   std::string reason;
