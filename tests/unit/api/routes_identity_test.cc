@@ -316,7 +316,8 @@ TEST_F(RoutesIdentityTest, TokensCreateListRevoke) {
   ASSERT_EQ(listed.status, 200);
   EXPECT_EQ(bodyOf(listed)["tokens"].size(), 2u);
   EXPECT_EQ(listed.body.find(secret), std::string::npos);  // shown once, at creation
-  for (const auto& item : bodyOf(listed)["tokens"]) EXPECT_FALSE(item.contains("token"));
+  json listedBody = bodyOf(listed);  // named: a range-for over a temporary's member dangles
+  for (const auto& item : listedBody["tokens"]) EXPECT_FALSE(item.contains("token"));
 
   EXPECT_EQ(withToken(secret, "GET", "/api/v1/whoami").status, 200);
   EXPECT_EQ(withToken(bob_, "DELETE", "/api/v1/tokens/" + std::to_string(tokenId)).status, 404);
