@@ -313,33 +313,37 @@ struct RawConn {
   asio::local::stream_protocol::socket s;
 };
 
+// Liveness without a stopwatch: the fast request is answered while the stalled
+// one still holds its connection (a server blocked on it would only answer
+// after closing it at its deadline).
 TEST_F(HttpServerTest, StalledHalfRequestDoesNotDelayOthersAndIsClosedAtTheDeadline) {
   HttpServerOptions opts;
-  opts.requestTimeout = std::chrono::milliseconds(400);
+  opts.requestTimeout = std::chrono::milliseconds(2000);
   startServer(std::move(opts));
   auto t0 = std::chrono::steady_clock::now();
   RawConn slow(sock());
   slow.write("POST /api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half\":");
-  // Another connection is served at once.
   auto fast = call("GET", "/api/v1/vms/quick");
   ASSERT_TRUE(fast.ok()) << fast.error().describe();
   EXPECT_EQ(fast->status, 200);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
-  // The stalled one is closed, unanswered, once its deadline passes.
+  slow.s.non_blocking(true);
+  char b;
+  boost::system::error_code ec;
+  slow.s.read_some(asio::buffer(&b, 1), ec);
+  EXPECT_EQ(ec, asio::error::would_block) << "the stalled connection was closed before the other was served";
+  slow.s.non_blocking(false);
+  // The stalled one is closed, unanswered, once its deadline passes, not before.
   bool timedOut = false;
-  std::string got = slow.readToEof(std::chrono::seconds(5), &timedOut);
+  std::string got = slow.readToEof(std::chrono::seconds(10), &timedOut);
   EXPECT_FALSE(timedOut);
   EXPECT_EQ(got, "");
-  auto took = std::chrono::steady_clock::now() - t0;
-  EXPECT_GE(took, std::chrono::milliseconds(350));
-  EXPECT_LT(took, std::chrono::seconds(3));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1900));
 }
 
 TEST_F(HttpServerTest, TrickleDoesNotExtendTheDeadline) {
   HttpServerOptions opts;
   opts.requestTimeout = std::chrono::milliseconds(400);
   startServer(std::move(opts));
-  auto t0 = std::chrono::steady_clock::now();
   RawConn slow(sock());
   // One header byte every 50 ms: each read succeeds, the whole request never comes.
   std::string req = "GET /api/v1/vms/x HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(100, 'a');
@@ -349,8 +353,7 @@ TEST_F(HttpServerTest, TrickleDoesNotExtendTheDeadline) {
     if (ec) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_TRUE(ec);  // the server hung up mid-trickle
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_TRUE(ec);  // the server hung up mid-trickle: the ~7 s request never completed
 }
 
 TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {

@@ -279,7 +279,7 @@ TEST_F(TlsServerTest, VerifiedClientCertificateEmailReachesTheRequest) {
 
 TEST_F(TlsServerTest, StalledHandshakeIsClosedAndDoesNotBlockOthers) {
   HttpServerOptions o;
-  o.tlsHandshakeTimeout = 300ms;
+  o.tlsHandshakeTimeout = 2000ms;
   startServer(std::move(o));
   // A peer that connects and says nothing.
   asio::io_context cio;
@@ -290,29 +290,36 @@ TEST_F(TlsServerTest, StalledHandshakeIsClosedAndDoesNotBlockOthers) {
   TlsClient c({.trustFile = certs_.cert});
   ASSERT_FALSE(c.connect(server_->tcpPort()));
   EXPECT_EQ(c.request(http::verb::get, "/api/v1/who").result_int(), 200u);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 250ms);
-  // And the mute one is closed after the timeout.
+  // ... while the mute one is still open (no stopwatch: a server stuck on it
+  // would have served the other only after closing it).
   char b;
   boost::system::error_code ec;
+  mute.non_blocking(true);
+  mute.read_some(asio::buffer(&b, 1), ec);
+  EXPECT_EQ(ec, asio::error::would_block);
+  mute.non_blocking(false);
+  // And the mute one is closed after the timeout, not before.
   mute.read_some(asio::buffer(&b, 1), ec);
   EXPECT_EQ(ec, asio::error::eof);
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 1900ms);
 }
 
 TEST_F(TlsServerTest, RequestDeadlineOverTls) {
   HttpServerOptions o;
-  o.requestTimeout = 300ms;
+  o.requestTimeout = 2000ms;
   startServer(std::move(o));
   TlsClient slow({.trustFile = certs_.cert});
   ASSERT_FALSE(slow.connect(server_->tcpPort()));
   asio::write(slow.stream(), asio::buffer(std::string("GET /api/v1/who HTTP/1.1\r\nHost: x\r\n")));
-  auto t0 = std::chrono::steady_clock::now();
   TlsClient fast({.trustFile = certs_.cert});
   ASSERT_FALSE(fast.connect(server_->tcpPort()));
   EXPECT_EQ(fast.request(http::verb::get, "/api/v1/who").result_int(), 200u);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 250ms);
   char b;
   beast::error_code ec;
+  // Both are still connected: the slow one was not closed (at its deadline)
+  // before the fast one was served. (TLS 1.3 session tickets make a raw read
+  // of the slow socket useless for telling.)
+  EXPECT_EQ(server_->connectionCount(), 2u) << "the slow connection was closed before the other was served";
   beast::get_lowest_layer(slow.stream()).expires_after(5s);
   slow.stream().read_some(asio::buffer(&b, 1), ec);
   EXPECT_TRUE(ec);  // closed without an answer
