@@ -1,6 +1,8 @@
 // Error -> HTTP status and error JSON. See http_error.h.
 #include "api/http_error.h"
 
+#include "util/error_json.h"
+
 #include <string>
 
 #include <fmt/format.h>
@@ -28,26 +30,8 @@ int httpStatus(ErrorCode code) {
 }
 
 nlohmann::json errorBody(const Error& e, std::string_view requestId) {
-  nlohmann::json err;
-  err["code"] = std::string(toString(e.code));
-  // The shape is fixed (clients may index every key); absent parts are null.
-  err["field"] = nullptr;
-  err["value"] = nullptr;
-  if (e.code == ErrorCode::Internal) {
-    err["message"] = fmt::format("internal error, report id {}", requestId.empty() ? "none" : requestId);
-  } else {
-    err["message"] = e.message;
-    if (!e.field.empty()) {
-      err["field"] = e.field;
-      err["value"] = e.value;
-    }
-  }
-  if (e.quota) {
-    err["resource"] = e.quota->resource;
-    err["limit"] = e.quota->limit;
-    err["usage"] = e.quota->usage;
-    err["request"] = e.quota->requested;
-  }
+  nlohmann::json err =
+      util::errorJson(e, fmt::format("internal error, report id {}", requestId.empty() ? "none" : requestId));
   if (e.retryAfterSeconds > 0) err["retry_after"] = e.retryAfterSeconds;
   if (!requestId.empty()) err["request_id"] = std::string(requestId);
   return nlohmann::json{{"error", std::move(err)}};

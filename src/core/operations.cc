@@ -9,6 +9,8 @@
 // a jump of kProgressStep), because a copy loop may report thousands of times.
 #include "core/operations.h"
 
+#include "util/error_json.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
@@ -37,31 +39,11 @@ bool validId(const std::string& id) {
          std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// The API's error JSON shape (api/http_error.cc's errorBody without the wrapper
-// and request id). Internal errors keep their message out of the record: it may
-// hold paths or argv, and the record is shown to the requester; the log has it.
+// The API's error JSON shape (util/error_json.h). Internal errors keep their
+// message out of the record, which the requester sees; the log has it.
 nlohmann::json errorResult(const Error& e, const std::string& opId) {
-  nlohmann::json j;
-  j["code"] = std::string(toString(e.code));
-  j["field"] = nullptr;
-  j["value"] = nullptr;
-  if (e.code == ErrorCode::Internal) {
-    spdlog::error("operation failed op={}: {}", opId, e.message);
-    j["message"] = "internal error";
-    return j;
-  }
-  j["message"] = e.message;
-  if (!e.field.empty()) {
-    j["field"] = e.field;
-    j["value"] = e.value;
-  }
-  if (e.quota) {
-    j["resource"] = e.quota->resource;
-    j["limit"] = e.quota->limit;
-    j["usage"] = e.quota->usage;
-    j["request"] = e.quota->requested;
-  }
-  return j;
+  if (e.code == ErrorCode::Internal) spdlog::error("operation failed op={}: {}", opId, e.message);
+  return util::errorJson(e, "internal error");
 }
 
 }  // namespace
