@@ -1,4 +1,7 @@
 // Picks the Store a --db value names, and the helpers both stores share.
+#include <chrono>
+#include <ctime>
+
 #include <nlohmann/json.hpp>
 
 #include "store/store.h"
@@ -12,6 +15,15 @@ Result<std::unique_ptr<Store>> openStore(const std::string& db) {
   if (db.starts_with("postgres://") || db.starts_with("postgresql://")) return openPostgresStore(db);
   if (db.empty()) return Error::invalidInput("db", db, "a SQLite path or a postgres:// URL is needed");
   return openSqliteStore(db);
+}
+
+std::string nowRfc3339() {
+  std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 namespace sql {

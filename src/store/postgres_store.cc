@@ -19,6 +19,7 @@
 
 #include "store/migrations.h"
 #include "store/postgres_connection.h"
+#include "store/postgres_storage.h"
 #include "store/store.h"
 #include "store/store_sql.h"
 
@@ -76,56 +77,57 @@ class PostgresStore final : public Store {
 
   // ---- images
 
+  // Images and disks live in postgres_storage.cc.
   Result<ImageRecord> insertImage(const ImageRecord& image) override {
     auto lease = CORRAL_TRY(pool_.acquire());
-    Conn& c = *lease;
-    auto r = c.exec(
-        "INSERT INTO images (name, kind, kernel, initrd, append, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "RETURNING id",
-        {image.name, image.kind, image.kernel, image.initrd, image.append, image.sizeBytes, image.createdAt},
-        "insert image");
-    if (!r.ok()) {
-      if (c.failedWith(kUniqueViolation))
-        return Error::alreadyExists("name", image.name, fmt::format("name: image {} already exists", image.name));
-      return std::move(r).error();
-    }
-    ImageRecord out = image;
-    out.id = (*r)[0].int64(0);
-    return out;
+    return pg::insertImage(*lease, image);
   }
 
   Result<std::optional<ImageRecord>> findImage(const std::string& name) override {
     auto lease = CORRAL_TRY(pool_.acquire());
-    auto r = CORRAL_TRY(
-        lease->exec(fmt::format("SELECT {} FROM images WHERE name = ?", sql::kImageColumns), {name}, "find image"));
-    if (r.empty()) return std::optional<ImageRecord>{};
-    return std::optional<ImageRecord>{sql::readImage(r[0])};
+    return pg::findImage(*lease, name);
   }
 
   Result<std::vector<ImageRecord>> listImages() override {
     auto lease = CORRAL_TRY(pool_.acquire());
-    auto r = CORRAL_TRY(
-        lease->exec(fmt::format("SELECT {} FROM images ORDER BY name", sql::kImageColumns), {}, "list images"));
-    std::vector<ImageRecord> out;
-    for (int i = 0; i < r.size(); ++i) out.push_back(sql::readImage(r[i]));
-    return out;
+    return pg::listImages(*lease);
+  }
+
+  Result<ImageRecord> updateImage(const ImageRecord& image) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::updateImage(*lease, image);
   }
 
   Result<void> deleteImage(const std::string& name) override {
     auto lease = CORRAL_TRY(pool_.acquire());
-    Conn& c = *lease;
-    auto tx = CORRAL_TRY(Tx::begin(c));
-    // Locking the image row makes a concurrent insertVm of it wait (its foreign
-    // key check takes a share lock on the row), so "in use" cannot go stale.
-    auto img = CORRAL_TRY(c.exec("SELECT id FROM images WHERE name = ? FOR UPDATE", {name}, "delete image"));
-    if (img.empty()) return Error::notFound(fmt::format("image {} not found", name));
-    auto vms = CORRAL_TRY(
-        names(c, "SELECT name FROM vms WHERE image_id = ? ORDER BY name", {img[0].int64(0)}, "delete image"));
-    if (!vms.empty())
-      return Error::failedPrecondition(
-          fmt::format("image {} is in use by {}: delete those VMs first", name, sql::joinNames(vms)));
-    CORRAL_TRY(c.exec("DELETE FROM images WHERE id = ?", {img[0].int64(0)}, "delete image"));
-    return tx.commit();
+    return pg::deleteImage(*lease, name);
+  }
+
+  // ---- disks
+
+  Result<DiskRecord> insertDisk(const DiskRecord& disk) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::insertDisk(*lease, disk);
+  }
+
+  Result<std::vector<DiskRecord>> listDisks(int64_t vmId) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listDisks(*lease, vmId);
+  }
+
+  Result<std::vector<DiskRecord>> listAllDisks() override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listAllDisks(*lease);
+  }
+
+  Result<DiskRecord> updateDisk(const DiskRecord& disk) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::updateDisk(*lease, disk);
+  }
+
+  Result<void> deleteDisk(int64_t id) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::deleteDisk(*lease, id);
   }
 
   // ---- VMs
@@ -138,12 +140,13 @@ class PostgresStore final : public Store {
       CORRAL_TRY(lockKeys(c, {ownerLockKey(vm.ownerKind, vm.owner)}));
       auto img = CORRAL_TRY(c.exec("SELECT id FROM images WHERE name = ?", {vm.image}, "insert vm"));
       if (img.empty()) return imageNotFound(vm.image);
+      CORRAL_TRY(pg::checkCdrom(c, vm.cdrom));
       if (check) CORRAL_TRY(runCheck(c, check, vm.ownerKind, vm.owner, 0));
       auto ins = c.exec(sql::kInsertVm,
                         {vm.name, vm.uuid, img[0].int64(0), static_cast<int64_t>(vm.memoryMib),
                          static_cast<int64_t>(vm.vcpus), vm.onCrash, vm.desiredState, vm.state, vm.stateReason,
                          vm.createdAt, vm.createdAt, vm.ownerKind, vm.owner, vm.administrator, vm.contact,
-                         vm.description, vm.diskGib},
+                         vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0}},
                         "insert vm");
       if (!ins.ok()) {
         bool unique = c.failedWith(kUniqueViolation);
@@ -214,11 +217,12 @@ class PostgresStore final : public Store {
       if (cur.empty()) return Error::notFound(fmt::format("vm {} not found", vm.name));
       int64_t stored = cur[0].int64(0);
       if (expectedVersion != 0 && stored != expectedVersion) return Error::versionMismatch(expectedVersion, stored);
+      CORRAL_TRY(pg::checkCdrom(c, vm.cdrom));
       if (check) CORRAL_TRY(runCheck(c, check, vm.ownerKind, vm.owner, vm.id));
       auto up = c.exec(sql::kUpdateVm,
                        {vm.name, vm.ownerKind, vm.owner, vm.administrator, vm.contact, vm.description,
                         static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus), vm.onCrash,
-                        vm.desiredState, vm.diskGib, nowRfc3339(), vm.id},
+                        vm.desiredState, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0}, nowRfc3339(), vm.id},
                        "update vm");
       if (!up.ok()) {
         bool unique = c.failedWith(kUniqueViolation);
@@ -557,10 +561,10 @@ class PostgresStore final : public Store {
     auto lease = CORRAL_TRY(pool_.acquire());
     Conn& c = *lease;
     auto r = c.exec(
-        "INSERT INTO operations (id, kind, target, requester, state, progress, result, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO operations (id, kind, target, requester, state, progress, result, created_at, updated_at, "
+        "bytes_done, bytes_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {op.id, op.kind, op.target, op.requester, op.state, int64_t{op.progress}, op.result, op.createdAt,
-         op.updatedAt.empty() ? op.createdAt : op.updatedAt},
+         op.updatedAt.empty() ? op.createdAt : op.updatedAt, op.bytesDone, op.bytesTotal},
         "insert operation");
     if (!r.ok()) {
       if (c.failedWith(kUniqueViolation))
@@ -573,9 +577,10 @@ class PostgresStore final : public Store {
   Result<void> updateOperation(const OperationRecord& op) override {
     auto lease = CORRAL_TRY(pool_.acquire());
     auto r = CORRAL_TRY(
-        lease->exec("UPDATE operations SET state = ?, progress = ?, result = ?, updated_at = ? WHERE id = ?",
-                    {op.state, int64_t{op.progress}, op.result, op.updatedAt.empty() ? nowRfc3339() : op.updatedAt,
-                     op.id},
+        lease->exec("UPDATE operations SET state = ?, progress = ?, bytes_done = ?, bytes_total = ?, result = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    {op.state, int64_t{op.progress}, op.bytesDone, op.bytesTotal, op.result,
+                     op.updatedAt.empty() ? nowRfc3339() : op.updatedAt, op.id},
                     "update operation"));
     if (r.affected() == 0) return Error::notFound(fmt::format("operation {} not found", op.id));
     return ok();

@@ -6,57 +6,24 @@
 // IMMEDIATE keeps another process (an admin's sqlite3 shell) from slipping a
 // write in, too. WAL mode lets a second reader look without blocking us.
 // Constraint violations are mapped to the project's error codes here, so callers
-// never see SQLite's words.
-#include <sqlite3.h>
-
-#include <chrono>
-#include <ctime>
+// never see SQLite's words. Images and disks (sqlite_storage.cc) and the
+// migration runner (sqlite_migrate.cc) live beside this file.
 #include <mutex>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
-#include "store/migrations.h"
+#include "store/sqlite_support.h"
 #include "store/store.h"
 #include "store/store_sql.h"
 
 namespace corral::store {
 namespace {
 
-// store_sql.h's Row over a SQLiteCpp cursor.
-struct Row {
-  SQLite::Statement& q;
-  std::string text(int i) const { return q.getColumn(i).getString(); }
-  int64_t int64(int i) const { return q.getColumn(i).getInt64(); }
-  bool isNull(int i) const { return q.getColumn(i).isNull(); }
-};
-
-Error dbError(const SQLite::Exception& e, std::string_view what) {
-  return Error::internal(fmt::format("database: {}: {}", what, e.what()));
-}
-
-bool isUnique(const SQLite::Exception& e) {
-  int c = e.getExtendedErrorCode();
-  return c == SQLITE_CONSTRAINT_UNIQUE || c == SQLITE_CONSTRAINT_PRIMARYKEY;
-}
-
-void bindOne(SQLite::Statement& q, int i, const std::string& v) { q.bind(i, v); }
-void bindOne(SQLite::Statement& q, int i, int64_t v) { q.bind(i, v); }
-template <class T>
-void bindOne(SQLite::Statement& q, int i, const std::optional<T>& v) {
-  if (v)
-    bindOne(q, i, *v);
-  else
-    q.bind(i);  // NULL
-}
-
-// Binds the arguments to ?1, ?2, ... in order.
-template <class... A>
-void bindAll(SQLite::Statement& q, const A&... a) {
-  int i = 0;
-  (bindOne(q, ++i, a), ...);
-}
+using sqlite::bindAll;
+using sqlite::dbError;
+using sqlite::isUnique;
+using sqlite::Row;
 
 class SqliteStore final : public Store {
  public:
@@ -70,98 +37,67 @@ class SqliteStore final : public Store {
 
   Result<void> migrate() {
     std::lock_guard lock(mu_);
-    try {
-      db_.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-               "applied_at TEXT NOT NULL)");
-      for (const Migration& m : migrations()) {
-        // The version is read inside the write transaction: two processes
-        // opening one new file at once apply each migration once.
-        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-        if (m.version <= currentVersion()) continue;
-        db_.exec(m.sql);
-        SQLite::Statement ins(db_, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
-        bindAll(ins, m.version, m.name, nowRfc3339());
-        ins.exec();
-        tx.commit();
-        spdlog::info("store: applied migration {} ({})", m.version, m.name);
-      }
-      return ok();
-    } catch (const SQLite::Exception& e) {
-      return dbError(e, "migrate");
-    }
+    return sqlite::applyMigrations(db_);
   }
 
   Result<int> schemaVersion() override {
     std::lock_guard lock(mu_);
-    try {
-      return currentVersion();
-    } catch (const SQLite::Exception& e) {
-      return dbError(e, "schema version");
-    }
+    return sqlite::schemaVersion(db_);
   }
 
   // ---- images
 
+  // Images and disks live in sqlite_storage.cc.
   Result<ImageRecord> insertImage(const ImageRecord& image) override {
     std::lock_guard lock(mu_);
-    try {
-      SQLite::Statement q(db_,
-                          "INSERT INTO images (name, kind, kernel, initrd, append, size_bytes, created_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)");
-      bindAll(q, image.name, image.kind, image.kernel, image.initrd, image.append,
-              static_cast<int64_t>(image.sizeBytes), image.createdAt);
-      q.exec();
-      ImageRecord out = image;
-      out.id = db_.getLastInsertRowid();
-      return out;
-    } catch (const SQLite::Exception& e) {
-      if (isUnique(e))
-        return Error::alreadyExists("name", image.name, fmt::format("name: image {} already exists", image.name));
-      return dbError(e, "insert image");
-    }
+    return sqlite::insertImage(db_, image);
   }
 
   Result<std::optional<ImageRecord>> findImage(const std::string& name) override {
     std::lock_guard lock(mu_);
-    try {
-      SQLite::Statement q(db_, fmt::format("SELECT {} FROM images WHERE name = ?", sql::kImageColumns));
-      q.bind(1, name);
-      if (!q.executeStep()) return std::optional<ImageRecord>{};
-      return std::optional<ImageRecord>{sql::readImage(Row{q})};
-    } catch (const SQLite::Exception& e) {
-      return dbError(e, "find image");
-    }
+    return sqlite::findImage(db_, name);
   }
 
   Result<std::vector<ImageRecord>> listImages() override {
     std::lock_guard lock(mu_);
-    try {
-      SQLite::Statement q(db_, fmt::format("SELECT {} FROM images ORDER BY name", sql::kImageColumns));
-      std::vector<ImageRecord> out;
-      while (q.executeStep()) out.push_back(sql::readImage(Row{q}));
-      return out;
-    } catch (const SQLite::Exception& e) {
-      return dbError(e, "list images");
-    }
+    return sqlite::listImages(db_);
+  }
+
+  Result<ImageRecord> updateImage(const ImageRecord& image) override {
+    std::lock_guard lock(mu_);
+    return sqlite::updateImage(db_, image);
   }
 
   Result<void> deleteImage(const std::string& name) override {
     std::lock_guard lock(mu_);
-    try {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-      auto vms = namesOf("SELECT v.name FROM vms v JOIN images i ON v.image_id = i.id WHERE i.name = ? ORDER BY v.name",
-                         {name});
-      if (!vms.empty())
-        return Error::failedPrecondition(
-            fmt::format("image {} is in use by {}: delete those VMs first", name, sql::joinNames(vms)));
-      SQLite::Statement q(db_, "DELETE FROM images WHERE name = ?");
-      q.bind(1, name);
-      if (q.exec() == 0) return Error::notFound(fmt::format("image {} not found", name));
-      tx.commit();
-      return ok();
-    } catch (const SQLite::Exception& e) {
-      return dbError(e, "delete image");
-    }
+    return sqlite::deleteImage(db_, name);
+  }
+
+  // ---- disks
+
+  Result<DiskRecord> insertDisk(const DiskRecord& disk) override {
+    std::lock_guard lock(mu_);
+    return sqlite::insertDisk(db_, disk);
+  }
+
+  Result<std::vector<DiskRecord>> listDisks(int64_t vmId) override {
+    std::lock_guard lock(mu_);
+    return sqlite::listDisks(db_, vmId);
+  }
+
+  Result<std::vector<DiskRecord>> listAllDisks() override {
+    std::lock_guard lock(mu_);
+    return sqlite::listAllDisks(db_);
+  }
+
+  Result<DiskRecord> updateDisk(const DiskRecord& disk) override {
+    std::lock_guard lock(mu_);
+    return sqlite::updateDisk(db_, disk);
+  }
+
+  Result<void> deleteDisk(int64_t id) override {
+    std::lock_guard lock(mu_);
+    return sqlite::deleteDisk(db_, id);
   }
 
   // ---- VMs
@@ -175,11 +111,12 @@ class SqliteStore final : public Store {
       if (!img.executeStep())
         return Error{ErrorCode::NotFound, fmt::format("image: no image named {}", vm.image), "image", vm.image};
       int64_t imageId = img.getColumn(0).getInt64();
+      CORRAL_TRY(sqlite::checkCdrom(db_, vm.cdrom));
       if (check) CORRAL_TRY(runCheck(check, vm.ownerKind, vm.owner, 0));
       SQLite::Statement q(db_, sql::kInsertVm);
       bindAll(q, vm.name, vm.uuid, imageId, static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus),
               vm.onCrash, vm.desiredState, vm.state, vm.stateReason, vm.createdAt, vm.createdAt, vm.ownerKind, vm.owner,
-              vm.administrator, vm.contact, vm.description, vm.diskGib);
+              vm.administrator, vm.contact, vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0});
       q.exec();
       tx.commit();
     } catch (const SQLite::Exception& e) {
@@ -247,11 +184,12 @@ class SqliteStore final : public Store {
       if (!cur.executeStep()) return Error::notFound(fmt::format("vm {} not found", vm.name));
       int64_t stored = cur.getColumn(0).getInt64();
       if (expectedVersion != 0 && stored != expectedVersion) return Error::versionMismatch(expectedVersion, stored);
+      CORRAL_TRY(sqlite::checkCdrom(db_, vm.cdrom));
       if (check) CORRAL_TRY(runCheck(check, vm.ownerKind, vm.owner, vm.id));
       SQLite::Statement q(db_, sql::kUpdateVm);
       bindAll(q, vm.name, vm.ownerKind, vm.owner, vm.administrator, vm.contact, vm.description,
               static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus), vm.onCrash, vm.desiredState,
-              vm.diskGib, nowRfc3339(), vm.id);
+              vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0}, nowRfc3339(), vm.id);
       q.exec();
       tx.commit();
     } catch (const SQLite::Exception& e) {
@@ -659,9 +597,9 @@ class SqliteStore final : public Store {
     try {
       SQLite::Statement q(db_,
                           "INSERT INTO operations (id, kind, target, requester, state, progress, result, created_at, "
-                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                          "updated_at, bytes_done, bytes_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       bindAll(q, op.id, op.kind, op.target, op.requester, op.state, op.progress, op.result, op.createdAt,
-              op.updatedAt.empty() ? op.createdAt : op.updatedAt);
+              op.updatedAt.empty() ? op.createdAt : op.updatedAt, op.bytesDone, op.bytesTotal);
       q.exec();
       return ok();
     } catch (const SQLite::Exception& e) {
@@ -674,8 +612,10 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     try {
       SQLite::Statement q(db_,
-                          "UPDATE operations SET state = ?, progress = ?, result = ?, updated_at = ? WHERE id = ?");
-      bindAll(q, op.state, op.progress, op.result, op.updatedAt.empty() ? nowRfc3339() : op.updatedAt, op.id);
+                          "UPDATE operations SET state = ?, progress = ?, bytes_done = ?, bytes_total = ?, "
+                          "result = ?, updated_at = ? WHERE id = ?");
+      bindAll(q, op.state, op.progress, op.bytesDone, op.bytesTotal, op.result,
+              op.updatedAt.empty() ? nowRfc3339() : op.updatedAt, op.id);
       if (q.exec() == 0) return Error::notFound(fmt::format("operation {} not found", op.id));
       return ok();
     } catch (const SQLite::Exception& e) {
@@ -723,12 +663,6 @@ class SqliteStore final : public Store {
   }
 
  private:
-  int currentVersion() {
-    SQLite::Statement q(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    q.executeStep();
-    return q.getColumn(0).getInt();
-  }
-
   Result<VmRecord> findVmLocked(const std::string& name) {
     try {
       SQLite::Statement q(db_, fmt::format("SELECT {} FROM {} WHERE v.name = ?", sql::kVmColumns, sql::kVmFrom));
@@ -845,15 +779,6 @@ class SqliteStore final : public Store {
 };
 
 }  // namespace
-
-std::string nowRfc3339() {
-  std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path) {
   std::unique_ptr<SqliteStore> store;

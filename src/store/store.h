@@ -21,15 +21,45 @@
 
 namespace corral::store {
 
+// An image in the library. kind "direct-boot" (kernel, initrd, append), "disk"
+// (path: a qcow2 or raw file that VMs clone) or "iso" (path: a CD image VMs boot
+// or mount). While an import runs the row exists with state "importing" (the
+// name is taken, nobody can use it); a failed import removes the row.
 struct ImageRecord {
   int64_t id = 0;
   std::string name;
-  std::string kind = "direct-boot";
+  std::string kind = "direct-boot";  // direct-boot | disk | iso
   std::string kernel;  // absolute path of the image's own copy
   std::string initrd;  // empty: none
   std::string append;
-  int64_t sizeBytes = 0;
+  int64_t sizeBytes = 0;  // bytes the image's files take on the host
   std::string createdAt;  // RFC 3339, UTC
+  // Storage issue.
+  std::string path;         // disk/iso: the library's own copy
+  std::string format;       // disk: qcow2 | raw; iso: raw; direct-boot: ""
+  int64_t virtualSize = 0;  // disk: the guest-visible size in bytes; iso: its size
+  std::string sha256;       // hex SHA-256 of the file as imported (the source's bytes)
+  std::string ownerKind;    // "" public (everyone sees it) | user | group
+  std::string owner;        // with ownerKind
+  std::string state = "ready";  // importing | ready
+  std::string description;
+};
+
+// One disk of one VM, a volume in a storage pool.
+struct DiskRecord {
+  int64_t id = 0;
+  int64_t vmId = 0;
+  std::string name;    // disk0, disk1, ... unique per VM; "disk0" is the boot disk
+  std::string pool;    // the pool's name in the daemon's config
+  std::string volume;  // the volume's name inside the pool
+  std::string path;    // what QEMU opens (a file, or /dev/VG/LV)
+  std::string format;  // qcow2 | raw (a LUKS disk on LVM is raw + encrypted)
+  int64_t sizeBytes = 0;  // guest-visible size
+  bool encrypted = false;
+  std::string wrappedKey;     // the disk's LUKS passphrase wrapped by the host master key; "" unless encrypted
+  std::string backingImage;   // name of the image this disk is a linked clone of; "" for none (joined)
+  int64_t backingImageId = 0; // 0: none
+  std::string createdAt;
 };
 
 struct VmRecord {
@@ -56,7 +86,11 @@ struct VmRecord {
   std::string administrator;
   std::string contact;  // email
   std::string description;
-  int64_t diskGib = 0;  // total of the VM's disks (the storage issue fills it)
+  int64_t diskGib = 0;  // total of the VM's disks in GiB, each disk rounded up
+  // CDs: the image (kind iso) in the VM's CD drive, "" for an empty drive; and
+  // whether its next start boots from that CD (cleared once it has).
+  std::string cdrom;
+  bool bootCdrom = false;
 };
 
 struct UserRecord {
@@ -126,6 +160,8 @@ struct OperationRecord {
   std::string state = "running";  // pending | running | succeeded | failed
   int progress = 0;               // 0..100
   std::string result;             // JSON text: the final object, or the error JSON
+  int64_t bytesDone = 0;          // for byte-sized work (image import): done / total
+  int64_t bytesTotal = 0;         // 0: not byte-sized
   std::string createdAt;
   std::string updatedAt;
 };
@@ -154,8 +190,21 @@ class Store {
   virtual Result<ImageRecord> insertImage(const ImageRecord& image) = 0;
   virtual Result<std::optional<ImageRecord>> findImage(const std::string& name) = 0;
   virtual Result<std::vector<ImageRecord>> listImages() = 0;
-  // NotFound when absent; FailedPrecondition naming the VMs when in use.
+  // Writes every field but id/name/created_at of the row with image.id. NotFound when gone.
+  virtual Result<ImageRecord> updateImage(const ImageRecord& image) = 0;
+  // NotFound when absent; FailedPrecondition naming the VMs when in use: a VM
+  // made from it (vms.image_id), a disk backed by it, or a VM with it in its CD drive.
   virtual Result<void> deleteImage(const std::string& name) = 0;
+
+  // Disks. insertDisk: AlreadyExists (field "disk") when the VM has a disk of
+  // that name; NotFound when the VM or the backing image is gone. Deleting a VM
+  // deletes its disk rows (the caller removes the volumes first).
+  virtual Result<DiskRecord> insertDisk(const DiskRecord& disk) = 0;
+  virtual Result<std::vector<DiskRecord>> listDisks(int64_t vmId) = 0;  // ordered by name's number
+  virtual Result<std::vector<DiskRecord>> listAllDisks() = 0;           // every VM's, for reconcile and verify
+  // Writes pool, volume, path, format, size, encrypted, wrapped key of the row with disk.id.
+  virtual Result<DiskRecord> updateDisk(const DiskRecord& disk) = 0;
+  virtual Result<void> deleteDisk(int64_t id) = 0;  // NotFound when absent
 
   // AlreadyExists (field "name") when the name is taken; NotFound for an unknown
   // image; check's error when the quota check refuses.
@@ -164,7 +213,8 @@ class Store {
   virtual Result<std::vector<VmRecord>> listVms() = 0;
   virtual Result<VmRecord> updateVmState(const std::string& name, const VmStateUpdate& update) = 0;
   // Writes the settable fields of vm (name, owner kind/name, administrator,
-  // contact, description, memory, vcpus, on_crash, desired state, disk) to the row
+  // contact, description, memory, vcpus, on_crash, desired state, disk, cdrom,
+  // boot_cdrom) to the row
   // with vm.id, bumping version. expectedVersion 0 skips the version check;
   // otherwise a different stored version is VersionMismatch. NotFound when the
   // row is gone; AlreadyExists (field "name") on a rename to a taken name.
@@ -217,7 +267,8 @@ class Store {
 
   // Operations (long actions), newest first in lists.
   virtual Result<void> insertOperation(const OperationRecord& op) = 0;
-  virtual Result<void> updateOperation(const OperationRecord& op) = 0;  // by id: state, progress, result, updated_at
+  // by id: state, progress, bytes done/total, result, updated_at
+  virtual Result<void> updateOperation(const OperationRecord& op) = 0;
   virtual Result<std::optional<OperationRecord>> findOperation(const std::string& id) = 0;
   virtual Result<std::vector<OperationRecord>> listOperations(size_t limit) = 0;
   // At daemon start: operations left pending/running by a previous daemon become

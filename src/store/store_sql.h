@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -15,12 +16,46 @@
 
 namespace corral::store::sql {
 
-inline constexpr const char* kImageColumns = "id, name, kind, kernel, initrd, append, size_bytes, created_at";
+inline constexpr const char* kImageColumns =
+    "id, name, kind, kernel, initrd, append, size_bytes, created_at, path, format, virtual_size, sha256, owner_kind, "
+    "owner, state, description";
+
+inline constexpr const char* kInsertImage =
+    "INSERT INTO images (name, kind, kernel, initrd, append, size_bytes, created_at, path, format, virtual_size, "
+    "sha256, owner_kind, owner, state, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+inline constexpr const char* kUpdateImage =
+    "UPDATE images SET kind = ?, kernel = ?, initrd = ?, append = ?, size_bytes = ?, path = ?, format = ?, "
+    "virtual_size = ?, sha256 = ?, owner_kind = ?, owner = ?, state = ?, description = ? WHERE id = ?";
+
+// The names of the VMs that use an image, sorted: made from it, with a disk
+// cloned from it, or with it in their CD drive. Binds: the image's id (twice),
+// its name.
+inline constexpr const char* kImageUsers =
+    "SELECT name FROM vms WHERE image_id = ? "
+    "UNION SELECT v.name FROM disks d JOIN vms v ON d.vm_id = v.id WHERE d.backing_image_id = ? "
+    "UNION SELECT name FROM vms WHERE cdrom = ? ORDER BY 1";
+
+// Disks, with the backing image's name joined. Ordered by the number in the name
+// (disk2 before disk10): by length first, then the text.
+inline constexpr const char* kDiskColumns =
+    "d.id, d.vm_id, d.name, d.pool, d.volume, d.path, d.format, d.size_bytes, d.encrypted, d.wrapped_key, "
+    "COALESCE(i.name, ''), COALESCE(d.backing_image_id, 0), d.created_at";
+inline constexpr const char* kDiskFrom = "disks d LEFT JOIN images i ON d.backing_image_id = i.id";
+inline constexpr const char* kDiskOrder = "LENGTH(d.name), d.name";
+
+inline constexpr const char* kInsertDisk =
+    "INSERT INTO disks (vm_id, name, pool, volume, path, format, size_bytes, encrypted, wrapped_key, "
+    "backing_image_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+inline constexpr const char* kUpdateDisk =
+    "UPDATE disks SET pool = ?, volume = ?, path = ?, format = ?, size_bytes = ?, encrypted = ?, wrapped_key = ? "
+    "WHERE id = ?";
 
 inline constexpr const char* kVmColumns =
     "v.id, v.name, v.uuid, i.name, v.image_id, v.memory_mib, v.vcpus, v.on_crash, v.desired_state, v.state, "
     "v.state_reason, v.pid, v.accel, v.created_at, v.updated_at, v.version, v.owner_kind, v.owner, "
-    "v.administrator, v.contact, v.description, v.disk_gib";
+    "v.administrator, v.contact, v.description, v.disk_gib, v.cdrom, v.boot_cdrom";
 inline constexpr const char* kVmFrom = "vms v JOIN images i ON v.image_id = i.id";
 
 inline constexpr const char* kUserColumns =
@@ -35,7 +70,7 @@ inline constexpr const char* kSessionSelect =
     "FROM sessions s JOIN users u ON s.user_id = u.id";
 
 inline constexpr const char* kOperationColumns =
-    "id, kind, target, requester, state, progress, result, created_at, updated_at";
+    "id, kind, target, requester, state, progress, result, created_at, updated_at, bytes_done, bytes_total";
 
 inline constexpr const char* kQuotaColumns =
     "max_vms, max_running, max_memory_total_mib, min_memory_vm_mib, max_memory_vm_mib, max_disk_total_gib, "
@@ -55,13 +90,13 @@ inline constexpr const char* kUsage =
 
 inline constexpr const char* kInsertVm =
     "INSERT INTO vms (name, uuid, image_id, memory_mib, vcpus, on_crash, desired_state, state, state_reason, pid, "
-    "accel, created_at, updated_at, owner_kind, owner, administrator, contact, description, disk_gib) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, ?, ?, ?, ?)";
+    "accel, created_at, updated_at, owner_kind, owner, administrator, contact, description, disk_gib, cdrom, "
+    "boot_cdrom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 inline constexpr const char* kUpdateVm =
     "UPDATE vms SET name = ?, owner_kind = ?, owner = ?, administrator = ?, contact = ?, description = ?, "
-    "memory_mib = ?, vcpus = ?, on_crash = ?, desired_state = ?, disk_gib = ?, updated_at = ?, "
-    "version = version + 1 WHERE id = ?";
+    "memory_mib = ?, vcpus = ?, on_crash = ?, desired_state = ?, disk_gib = ?, cdrom = ?, boot_cdrom = ?, "
+    "updated_at = ?, version = version + 1 WHERE id = ?";
 
 inline constexpr const char* kSetQuota =
     "INSERT INTO quotas (subject_kind, subject, max_vms, max_running, max_memory_total_mib, min_memory_vm_mib, "
@@ -82,6 +117,33 @@ ImageRecord readImage(const Row& r) {
   x.append = r.text(5);
   x.sizeBytes = r.int64(6);
   x.createdAt = r.text(7);
+  x.path = r.text(8);
+  x.format = r.text(9);
+  x.virtualSize = r.int64(10);
+  x.sha256 = r.text(11);
+  x.ownerKind = r.text(12);
+  x.owner = r.text(13);
+  x.state = r.text(14);
+  x.description = r.text(15);
+  return x;
+}
+
+template <class Row>
+DiskRecord readDisk(const Row& r) {
+  DiskRecord x;
+  x.id = r.int64(0);
+  x.vmId = r.int64(1);
+  x.name = r.text(2);
+  x.pool = r.text(3);
+  x.volume = r.text(4);
+  x.path = r.text(5);
+  x.format = r.text(6);
+  x.sizeBytes = r.int64(7);
+  x.encrypted = r.int64(8) != 0;
+  x.wrappedKey = r.text(9);
+  x.backingImage = r.text(10);
+  x.backingImageId = r.int64(11);
+  x.createdAt = r.text(12);
   return x;
 }
 
@@ -110,6 +172,8 @@ VmRecord readVm(const Row& r) {
   x.contact = r.text(19);
   x.description = r.text(20);
   x.diskGib = r.int64(21);
+  x.cdrom = r.text(22);
+  x.bootCdrom = r.int64(23) != 0;
   return x;
 }
 
@@ -158,6 +222,8 @@ OperationRecord readOperation(const Row& r) {
   x.result = r.text(6);
   x.createdAt = r.text(7);
   x.updatedAt = r.text(8);
+  x.bytesDone = r.int64(9);
+  x.bytesTotal = r.int64(10);
   return x;
 }
 
@@ -195,5 +261,30 @@ std::string interruptedResult(const std::string& reason);
 
 // "a, b, c" of at most a few names, for messages that list what is in the way.
 std::string joinNames(const std::vector<std::string>& names);
+
+// Messages both stores give, word for word.
+inline Error imageInUse(const std::string& image, const std::vector<std::string>& vms) {
+  return Error::failedPrecondition(
+      fmt::format("image {} is in use by VMs {} (made from it, with a disk cloned from it, or with it in the CD "
+                  "drive): delete those VMs or eject it first",
+                  image, joinNames(vms)));
+}
+
+inline Error noImage(const std::string& field, const std::string& image) {
+  return Error{ErrorCode::NotFound, fmt::format("{}: no image named {}", field, image), field, image};
+}
+
+inline Error noVmWithId(int64_t vmId) {
+  return Error{ErrorCode::NotFound, fmt::format("vm: no VM with id {}", vmId), "vm", std::to_string(vmId)};
+}
+
+inline Error diskExists(const DiskRecord& d) {
+  return Error::alreadyExists("disk", d.name, fmt::format("disk: the VM already has a disk {}", d.name));
+}
+
+inline Error volumeTaken(const DiskRecord& d) {
+  return Error::alreadyExists("volume", d.volume,
+                              fmt::format("volume: {} in pool {} belongs to another disk", d.volume, d.pool));
+}
 
 }  // namespace corral::store::sql
