@@ -126,30 +126,47 @@ class IdeSlots {
   uint64_t next_ = 0;
 };
 
-// -blockdev pair (protocol node + format node) for one image.
-void addBlockdevs(std::vector<std::string>& argv, const std::string& fileNode, const std::string& fmtNode,
-                  const std::string& path, const std::string& format, CacheFlags cache, DiscardMode discard,
-                  bool readOnly) {
+// How one image is opened: the -blockdev pair (protocol node + format node).
+struct ImageNodes {
+  std::string fileNode;
+  std::string fmtNode;
+  std::string path;
+  std::string format;       // qcow2 | raw
+  bool hostDevice = false;  // protocol driver host_device (a block device) instead of file
+  std::string secretId;     // non-empty: LUKS-encrypted, the key in this secret object
+  CacheFlags cache{};
+  DiscardMode discard = DiscardMode::Ignore;
+  bool readOnly = false;
+};
+
+void addBlockdevs(std::vector<std::string>& argv, const ImageNodes& n) {
   add(argv, "-blockdev",
       OptionString()
-          .set("driver", "file")
-          .set("node-name", fileNode)
-          .set("filename", path)
-          .set("cache.direct", cache.direct)
-          .set("cache.no-flush", cache.noFlush)
-          .set("discard", discardValue(discard))
-          .set("read-only", readOnly)
+          .set("driver", n.hostDevice ? "host_device" : "file")
+          .set("node-name", n.fileNode)
+          .set("filename", n.path)
+          .set("cache.direct", n.cache.direct)
+          .set("cache.no-flush", n.cache.noFlush)
+          .set("discard", discardValue(n.discard))
+          .set("read-only", n.readOnly)
           .str());
-  add(argv, "-blockdev",
-      OptionString()
-          .set("driver", format)
-          .set("node-name", fmtNode)
-          .set("file", fileNode)
-          .set("cache.direct", cache.direct)
-          .set("cache.no-flush", cache.noFlush)
-          .set("discard", discardValue(discard))
-          .set("read-only", readOnly)
-          .str());
+  OptionString node;
+  // Raw LUKS (a whole LUKS volume, as on an LV) is its own format driver; a
+  // qcow2 image keeps its LUKS header and keys inside (encrypt.*).
+  const bool rawLuks = !n.secretId.empty() && n.format == "raw";
+  node.set("driver", rawLuks ? std::string_view("luks") : std::string_view(n.format))
+      .set("node-name", n.fmtNode)
+      .set("file", n.fileNode);
+  if (rawLuks) {
+    node.set("key-secret", n.secretId);
+  } else if (!n.secretId.empty()) {
+    node.set("encrypt.format", "luks").set("encrypt.key-secret", n.secretId);
+  }
+  node.set("cache.direct", n.cache.direct)
+      .set("cache.no-flush", n.cache.noFlush)
+      .set("discard", discardValue(n.discard))
+      .set("read-only", n.readOnly);
+  add(argv, "-blockdev", node.str());
 }
 
 }  // namespace
@@ -157,6 +174,7 @@ void addBlockdevs(std::vector<std::string>& argv, const std::string& fileNode, c
 std::string diskDeviceId(const Disk& disk) { return "disk-" + disk.id; }
 std::string diskNodeName(const Disk& disk) { return "disk-" + disk.id + "-fmt"; }
 std::string diskFileNodeName(const Disk& disk) { return "disk-" + disk.id + "-file"; }
+std::string diskSecretId(const Disk& disk) { return "disk-" + disk.id + "-sec"; }
 std::string cdromDeviceId(const Cdrom& cdrom) { return "cd-" + cdrom.id; }
 std::string cdromNodeName(const Cdrom& cdrom) { return "cd-" + cdrom.id + "-fmt"; }
 std::string nicDeviceId(const Nic& nic) { return "nic-" + nic.id; }
@@ -191,12 +209,22 @@ std::vector<std::string> buildCommandLine(const VmSpec& spec, const RuntimePaths
     add(argv, "-kernel", spec.directBoot->kernel);
     if (!spec.directBoot->initrd.empty()) add(argv, "-initrd", spec.directBoot->initrd);
     if (!spec.directBoot->append.empty()) add(argv, "-append", spec.directBoot->append);
-  } else if (!spec.bootOrder.empty()) {
+  } else if (!spec.bootOrder.empty() || !spec.bootOnce.empty()) {
     // Per-class order, read by SeaBIOS from CMOS. Devices carry no bootindex:
     // QEMU's docs warn that mixing the two leaves the order undefined.
     std::string order;
     for (BootDevice d : spec.bootOrder) order += bootLetter(d);
-    add(argv, "-boot", OptionString().set("order", order).str());
+    if (order.empty()) order = "c";
+    OptionString boot;
+    boot.set("order", order);
+    // once=: QEMU sets this order for the first boot and puts `order` back on
+    // the first system reset (a reboot inside the guest included).
+    if (!spec.bootOnce.empty()) {
+      std::string once;
+      for (BootDevice d : spec.bootOnce) once += bootLetter(d);
+      boot.set("once", once);
+    }
+    add(argv, "-boot", boot.str());
   }
 
   // Runtime files.
@@ -237,8 +265,22 @@ std::vector<std::string> buildCommandLine(const VmSpec& spec, const RuntimePaths
   const std::string scsiBus = std::string(kScsiControllerId) + ".0";
   for (const Disk& disk : spec.disks) {
     CacheFlags cache = cacheFlags(disk.cache);
-    addBlockdevs(argv, diskFileNodeName(disk), diskNodeName(disk), disk.path, disk.format, cache, disk.discard,
-                 disk.readOnly);
+    std::string secretId;
+    if (disk.encryption) {
+      // The key is read by QEMU from the file; only its path is on the argv.
+      secretId = diskSecretId(disk);
+      add(argv, "-object",
+          OptionString("secret").set("id", secretId).set("file", disk.encryption->secretFile).set("format", "raw").str());
+    }
+    addBlockdevs(argv, ImageNodes{.fileNode = diskFileNodeName(disk),
+                                  .fmtNode = diskNodeName(disk),
+                                  .path = disk.path,
+                                  .format = disk.format,
+                                  .hostDevice = disk.hostDevice,
+                                  .secretId = secretId,
+                                  .cache = cache,
+                                  .discard = disk.discard,
+                                  .readOnly = disk.readOnly});
     OptionString dev;
     switch (disk.bus) {
       case DiskBus::VirtioBlk: dev = OptionString("virtio-blk-pci"); break;
@@ -252,13 +294,19 @@ std::vector<std::string> buildCommandLine(const VmSpec& spec, const RuntimePaths
         break;
     }
     dev.set("drive", diskNodeName(disk)).set("id", diskDeviceId(disk)).set("write-cache", cache.writeCache);
+    if (!disk.serial.empty()) dev.set("serial", disk.serial);
     add(argv, "-device", dev.str());
   }
   for (const Cdrom& cd : spec.cdroms) {
     std::string fileNode = "cd-" + cd.id + "-file";
     if (!cd.path.empty()) {
-      addBlockdevs(argv, fileNode, cdromNodeName(cd), cd.path, "raw", cacheFlags(CacheMode::Writeback),
-                   DiscardMode::Ignore, true);
+      addBlockdevs(argv, ImageNodes{.fileNode = fileNode,
+                                    .fmtNode = cdromNodeName(cd),
+                                    .path = cd.path,
+                                    .format = "raw",
+                                    .cache = cacheFlags(CacheMode::Writeback),
+                                    .discard = DiscardMode::Ignore,
+                                    .readOnly = true});
     }
     OptionString dev;
     switch (cd.bus) {

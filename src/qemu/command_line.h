@@ -6,7 +6,8 @@
 // escaped (util::escapeOptionValue), is given with an explicit key (never as
 // an option's implied first value, where a '=' in it would be read as a key),
 // and options QEMU takes verbatim (-kernel, -initrd, -append, -pidfile) are
-// passed as they are.
+// passed as they are. No key ever reaches the argv: an encrypted disk's secret
+// object names the file QEMU reads it from (Disk::encryption).
 //
 // Launching (util::Command, own session, pidfile) is qemu::Machine's job; the
 // golden files in tests/data/qemu/command_line/ show the exact output.
@@ -43,6 +44,7 @@ std::vector<std::string> buildCommandLine(const VmSpec& spec, const RuntimePaths
 std::string diskDeviceId(const Disk& disk);       // "disk-<id>"
 std::string diskNodeName(const Disk& disk);       // "disk-<id>-fmt": the top (format) node
 std::string diskFileNodeName(const Disk& disk);   // "disk-<id>-file": the protocol node
+std::string diskSecretId(const Disk& disk);       // "disk-<id>-sec": an encrypted disk's secret object
 std::string cdromDeviceId(const Cdrom& cdrom);    // "cd-<id>"
 std::string cdromNodeName(const Cdrom& cdrom);    // "cd-<id>-fmt" (only while a medium is in)
 std::string nicDeviceId(const Nic& nic);          // "nic-<id>"

@@ -155,6 +155,20 @@ QmpResult<void> Monitor::blockResize(const std::string& node, std::int64_t bytes
   return runVoid("block_resize", Json{{"node-name", node}, {"size", bytes}});
 }
 
+QmpResult<void> Monitor::changeMedium(const std::string& device, const std::string& path) {
+  // format raw: QEMU must not probe a format from the image's bytes (a guest or
+  // a user could write any header there). read-only-mode forces a read-only
+  // medium whatever the drive had before.
+  return runVoid("blockdev-change-medium", Json{{"id", device},
+                                                 {"filename", path},
+                                                 {"format", "raw"},
+                                                 {"read-only-mode", "read-only"}});
+}
+
+QmpResult<void> Monitor::ejectMedium(const std::string& device) {
+  return runVoid("eject", Json{{"id", device}, {"force", true}});
+}
+
 QmpResult<Json> Monitor::waitEvent(std::string name, Json match, Millis timeout) {
   return transport_->waitEventSync(std::move(name), std::move(match), timeout);
 }

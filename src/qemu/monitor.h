@@ -83,6 +83,11 @@ class Monitor {
   QmpResult<std::int64_t> queryBalloon();
   // Grows (or shrinks) the block node `node` to `bytes`.
   QmpResult<void> blockResize(const std::string& node, std::int64_t bytes);
+  // Puts the raw image at path into the removable drive with qdev id `device`
+  // (blockdev-change-medium, read-only), replacing whatever medium was there.
+  QmpResult<void> changeMedium(const std::string& device, const std::string& path);
+  // Empties the drive (eject with force: a guest lock does not keep the medium in).
+  QmpResult<void> ejectMedium(const std::string& device);
 
   // QmpTransport::waitEventSync, with the same semantics.
   QmpResult<nlohmann::json> waitEvent(std::string name, nlohmann::json match, Millis timeout);

@@ -24,6 +24,14 @@ enum class DiskBus { VirtioBlk, VirtioScsi, Ide };
 enum class CacheMode { None, Writeback, Writethrough, DirectSync, Unsafe };
 enum class DiscardMode { Ignore, Unmap };
 
+// A LUKS-encrypted disk: QEMU's own LUKS driver opens it with a `secret` object
+// read from secretFile (0600, in the VM's runtime dir), never from argv.
+// format qcow2: qcow2 with encrypt.format=luks; format raw: the "luks" driver
+// (raw LUKS, as on an LVM volume).
+struct DiskEncryption {
+  std::string secretFile;  // absolute path
+};
+
 struct Disk {
   std::string id;  // node/device id, [a-z0-9-]
   std::string path;
@@ -32,6 +40,9 @@ struct Disk {
   CacheMode cache = CacheMode::None;
   DiscardMode discard = DiscardMode::Unmap;
   bool readOnly = false;
+  bool hostDevice = false;  // path is a block device (an LV): protocol driver host_device
+  std::optional<DiskEncryption> encryption;
+  std::string serial;  // the guest's /dev/disk/by-id name, [A-Za-z0-9-]; "" none
 };
 
 enum class CdromBus { Ide, Scsi };
@@ -86,6 +97,9 @@ struct VmSpec {
   std::string cpuModel;  // empty: "host" under KVM, "max" under TCG
   std::optional<DirectBoot> directBoot;
   std::vector<BootDevice> bootOrder;  // ignored with directBoot
+  // The first boot only (-boot once=): e.g. {Cdrom} boots the CD once and the
+  // next reset goes back to bootOrder. Ignored with directBoot.
+  std::vector<BootDevice> bootOnce;
   std::vector<Disk> disks;
   std::vector<Cdrom> cdroms;
   std::vector<Nic> nics;

@@ -2,7 +2,10 @@
 // in tests/data/qemu/command_line/<case>.args (one argument per line), and that
 // no name or path can leave its QEMU option: commas are doubled inside option
 // strings, verbatim options (-kernel, -append, -pidfile) are left alone, and a
-// hostile value never adds a key of its own.
+// hostile value never adds a key of its own. Also that encrypted disks are opened
+// by QEMU's LUKS driver with a key QEMU reads from a file (no key on the argv),
+// block devices use host_device, serials and -boot once= are passed on, and a
+// cdrom on virtio-scsi can start with an empty tray.
 //
 // To rewrite the golden files after an intended change, run the test with
 // CORRAL_REGENERATE_GOLDEN=1 in the environment and review the diff:
@@ -21,6 +24,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.h"
 #include "util/qemu_escape.h"
 
 namespace corral::qemu {
@@ -194,7 +198,11 @@ VmSpec hostileSpec() {
   spec.machine = "q35,accel=kvm";
   spec.cpuModel = "max,+vmx";
   spec.directBoot = DirectBoot{"/g,x/vmlinuz,1", "/g,x/initrd,1", "console=ttyS0,115200 a=b,c"};
-  spec.disks = {{.id = "d,evil=1", .path = "/srv/a,b/disk,file=/etc/shadow", .format = "qcow2,x=y"}};
+  spec.disks = {{.id = "d,evil=1",
+                 .path = "/srv/a,b/disk,file=/etc/shadow",
+                 .format = "qcow2,x=y",
+                 .encryption = DiskEncryption{"/run/c,d/key,data=hunter2"},
+                 .serial = "s,bootindex=1"}};
   spec.cdroms = {{.id = "c,x", .path = "/srv/iso,1/x.iso,driver=host_device", .bus = CdromBus::Scsi}};
   spec.nics = {{.id = "n,1",
                 .mac = "52:54:00:00:00:01,romfile=/etc/passwd",
@@ -221,11 +229,12 @@ TEST(CommandLine, CommasInNamesAndPaths) {
 
 TEST(CommandLine, NoHostileValueAddsAKey) {
   const auto argv = buildCommandLine(hostileSpec(), hostilePaths(), LaunchOptions{});
-  const std::vector<std::string> kvOptions = {"-name", "-machine", "-chardev", "-mon",   "-device",
-                                              "-blockdev", "-netdev", "-smbios", "-vnc", "-boot"};
+  const std::vector<std::string> kvOptions = {"-name",   "-machine", "-chardev", "-mon", "-device", "-blockdev",
+                                              "-netdev", "-smbios",  "-vnc",     "-boot", "-object"};
   // Keys an attacker tried to add above; none of these is ever ours for the option
   // it was smuggled into.
-  const std::vector<std::string> injected = {"readonly", "accel", "evil", "x", "romfile", "driver=host_device"};
+  const std::vector<std::string> injected = {"readonly", "accel", "evil", "x", "romfile", "driver=host_device",
+                                             "data", "bootindex"};
   for (size_t i = 1; i + 1 < argv.size(); ++i) {
     if (std::find(kvOptions.begin(), kvOptions.end(), argv[i]) == kvOptions.end()) continue;
     const auto opts = parseOptionString(argv[i + 1]);
@@ -254,6 +263,11 @@ TEST(CommandLine, NoHostileValueAddsAKey) {
   EXPECT_THAT(vnc, ElementsAre(std::pair<const std::string, std::string>("vnc", "unix:/run/c,d/v=x,password=on")));
   auto netdev = parseOptionString(optionValue(argv, "-netdev"));
   EXPECT_EQ(netdev.count("hostfwd"), 1u);
+  auto secret = parseOptionString(optionValue(argv, "-object"));
+  EXPECT_EQ(secret.find("file")->second, "/run/c,d/key,data=hunter2");
+  EXPECT_EQ(secret.find("id")->second, "disk-d,evil=1-sec");
+  auto disk = parseOptionString(optionValue(argv, "-device", 2));
+  EXPECT_EQ(disk.find("serial")->second, "s,bootindex=1");
 }
 
 TEST(CommandLine, VerbatimOptionsAreNotEscaped) {
@@ -292,6 +306,162 @@ TEST(CommandLine, OptionalPartsAreLeftOut) {
   EXPECT_THAT(argv, Contains(std::string("-no-reboot")));
   EXPECT_THAT(argv, Not(Contains(std::string("virtio-balloon-pci,id=balloon0"))));
   EXPECT_EQ(argv, buildCommandLine(spec, RuntimePaths{}, LaunchOptions{.binary = "/opt/q/bin/qemu", .startPaused = false}));
+}
+
+// Options of the -blockdev whose node-name is `node`.
+std::multimap<std::string, std::string> blockdev(const std::vector<std::string>& argv, const std::string& node) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] != "-blockdev") continue;
+    auto opts = parseOptionString(argv[i + 1]);
+    auto n = opts.find("node-name");
+    if (n != opts.end() && n->second == node) return opts;
+  }
+  ADD_FAILURE() << "no -blockdev node-name=" << node;
+  return {};
+}
+
+std::string one(const std::multimap<std::string, std::string>& opts, const std::string& key) {
+  EXPECT_EQ(opts.count(key), 1u) << key;
+  auto it = opts.find(key);
+  return it == opts.end() ? std::string() : it->second;
+}
+
+VmSpec encryptedSpec() {
+  VmSpec spec;
+  spec.name = "vault";
+  spec.uuid = "00000000-0000-4000-8000-000000000004";
+  spec.memoryMib = 512;
+  spec.accel = Accel::Kvm;
+  spec.bootOrder = {BootDevice::Disk};
+  spec.disks = {
+      {.id = "disk0", .path = "/var/lib/corral/pools/default/vault-disk0.qcow2", .format = "qcow2",
+       .encryption = DiskEncryption{"/run/corral/vm/vault/disk0.key"}},
+      {.id = "disk1", .path = "/dev/corral-vg/vault-disk1", .format = "raw", .bus = DiskBus::VirtioScsi,
+       .hostDevice = true, .encryption = DiskEncryption{"/run/corral/vm/vault/disk1.key"}},
+      {.id = "disk2", .path = "/dev/corral-vg/vault-disk2", .format = "raw", .hostDevice = true},
+  };
+  return spec;
+}
+
+TEST(CommandLine, EncryptedDisks) {
+  expectGolden("encrypted_disks", buildCommandLine(encryptedSpec(), paths(), LaunchOptions{}));
+}
+
+// qcow2 + LUKS: the qcow2 node itself decrypts, with encrypt.* naming the secret
+// object, which reads its key from the file as raw bytes.
+TEST(CommandLine, EncryptedQcow2UsesQcow2Luks) {
+  const VmSpec spec = encryptedSpec();
+  const auto argv = buildCommandLine(spec, paths(), {});
+  const Disk& d = spec.disks[0];
+  auto secret = parseOptionString(optionValue(argv, "-object", 0));
+  EXPECT_EQ(one(secret, ""), "secret");
+  EXPECT_EQ(one(secret, "id"), diskSecretId(d));
+  EXPECT_EQ(one(secret, "file"), "/run/corral/vm/vault/disk0.key");
+  EXPECT_EQ(one(secret, "format"), "raw");
+  auto fmtNode = blockdev(argv, diskNodeName(d));
+  EXPECT_EQ(one(fmtNode, "driver"), "qcow2");
+  EXPECT_EQ(one(fmtNode, "encrypt.format"), "luks");
+  EXPECT_EQ(one(fmtNode, "encrypt.key-secret"), "disk-disk0-sec");
+  EXPECT_EQ(one(fmtNode, "file"), diskFileNodeName(d));
+  EXPECT_EQ(one(blockdev(argv, diskFileNodeName(d)), "driver"), "file");
+}
+
+// Raw LUKS on a block device (an LV): protocol host_device, format driver luks.
+TEST(CommandLine, EncryptedRawOnBlockDeviceUsesLuksDriver) {
+  const VmSpec spec = encryptedSpec();
+  const auto argv = buildCommandLine(spec, paths(), {});
+  const Disk& d = spec.disks[1];
+  auto secret = parseOptionString(optionValue(argv, "-object", 1));
+  EXPECT_EQ(one(secret, "id"), "disk-disk1-sec");
+  EXPECT_EQ(one(secret, "file"), "/run/corral/vm/vault/disk1.key");
+  auto fileNode = blockdev(argv, diskFileNodeName(d));
+  EXPECT_EQ(one(fileNode, "driver"), "host_device");
+  EXPECT_EQ(one(fileNode, "filename"), "/dev/corral-vg/vault-disk1");
+  auto fmtNode = blockdev(argv, diskNodeName(d));
+  EXPECT_EQ(one(fmtNode, "driver"), "luks");
+  EXPECT_EQ(one(fmtNode, "key-secret"), "disk-disk1-sec");
+  EXPECT_EQ(fmtNode.count("encrypt.format"), 0u);
+  // An unencrypted block device stays plain raw, with no secret.
+  auto plain = blockdev(argv, diskNodeName(spec.disks[2]));
+  EXPECT_EQ(one(plain, "driver"), "raw");
+  EXPECT_EQ(plain.count("key-secret"), 0u);
+  EXPECT_EQ(one(blockdev(argv, diskFileNodeName(spec.disks[2])), "driver"), "host_device");
+  EXPECT_EQ(optionValue(argv, "-object", 2), "rng-random,id=rng0,filename=/dev/urandom");
+}
+
+// A key cannot reach the argv: DiskEncryption holds nothing but the key file's
+// path, and buildCommandLine never opens files, so a real key file's contents
+// appear nowhere in the argv; the secret object has only id, file and format.
+TEST(CommandLine, NoSecretValueOnTheArgv) {
+  static_assert(sizeof(DiskEncryption) == sizeof(std::string), "DiskEncryption must carry only the key file path");
+  corral::testing::TempDir dir;
+  const std::string key = "c0rral-T0p-Secret-Key-5a0f9e";
+  const std::string keyFile = (dir / "disk0.key").string();
+  {
+    std::ofstream out(keyFile);
+    out << key;
+    ASSERT_TRUE(out.good());
+  }
+  VmSpec spec = encryptedSpec();
+  spec.disks[0].encryption->secretFile = keyFile;
+  spec.disks[1].encryption->secretFile = keyFile;
+  const auto argv = buildCommandLine(spec, paths(), {});
+  for (const auto& a : argv) EXPECT_EQ(a.find(key), std::string::npos) << a;
+  int secrets = 0;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] != "-object" || !argv[i + 1].starts_with("secret,")) continue;
+    ++secrets;
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : parseOptionString(argv[i + 1])) keys.push_back(k);
+    EXPECT_THAT(keys, ::testing::UnorderedElementsAre("", "id", "file", "format")) << argv[i + 1];
+    EXPECT_EQ(one(parseOptionString(argv[i + 1]), "file"), keyFile);
+  }
+  EXPECT_EQ(secrets, 2);
+}
+
+TEST(CommandLine, SerialBootOnceAndEmptyScsiCdrom) {
+  VmSpec spec;
+  spec.name = "rescue";
+  spec.uuid = "00000000-0000-4000-8000-000000000005";
+  spec.memoryMib = 256;
+  spec.bootOrder = {BootDevice::Disk};
+  spec.bootOnce = {BootDevice::Cdrom};
+  spec.disks = {{.id = "disk0", .path = "/srv/disks/rescue-disk0.qcow2", .serial = "corral-disk0"},
+                {.id = "disk1", .path = "/srv/disks/rescue-disk1.qcow2", .bus = DiskBus::VirtioScsi,
+                 .serial = "corral-disk1"}};
+  spec.cdroms = {{.id = "cdrom", .path = "", .bus = CdromBus::Scsi}};
+  const auto argv = buildCommandLine(spec, paths(), {});
+  expectGolden("serial_boot_once", argv);
+  EXPECT_EQ(optionValue(argv, "-boot"), "order=c,once=d");
+  EXPECT_EQ(one(parseOptionString(optionValue(argv, "-device", 2)), "serial"), "corral-disk0");
+  auto scsiDisk = parseOptionString(optionValue(argv, "-device", 3));
+  EXPECT_EQ(one(scsiDisk, ""), "scsi-hd");
+  EXPECT_EQ(one(scsiDisk, "serial"), "corral-disk1");
+  // The empty tray: a scsi-cd with no drive, which blockdev-change-medium on
+  // "cd-cdrom" fills later.
+  auto cd = parseOptionString(optionValue(argv, "-device", 4));
+  EXPECT_EQ(one(cd, ""), "scsi-cd");
+  EXPECT_EQ(one(cd, "id"), "cd-cdrom");
+  EXPECT_EQ(cd.count("drive"), 0u);
+  EXPECT_EQ(one(cd, "scsi-id"), "1");
+}
+
+// once= needs an order to return to: with none given it is the disk ("c");
+// direct boot ignores both.
+TEST(CommandLine, BootOnceDefaultsAndDirectBoot) {
+  VmSpec spec;
+  spec.name = "x";
+  spec.bootOnce = {BootDevice::Cdrom, BootDevice::Network};
+  EXPECT_EQ(optionValue(buildCommandLine(spec, paths(), {}), "-boot"), "order=c,once=dn");
+  spec.bootOnce.clear();
+  EXPECT_THAT(buildCommandLine(spec, paths(), {}), Not(Contains(std::string("-boot"))));
+  spec = directBootSpec();
+  spec.bootOrder = {BootDevice::Disk};
+  spec.bootOnce = {BootDevice::Cdrom};
+  EXPECT_THAT(buildCommandLine(spec, paths(), {}), Not(Contains(std::string("-boot"))));
+  // Without a serial the device has no serial key at all.
+  spec.disks = {{.id = "d", .path = "/d.qcow2"}};
+  EXPECT_EQ(parseOptionString(optionValue(buildCommandLine(spec, paths(), {}), "-device", 1)).count("serial"), 0u);
 }
 
 TEST(CommandLine, QmpNamesMatchTheArgv) {

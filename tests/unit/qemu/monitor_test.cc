@@ -2,7 +2,8 @@
 // it answers (recorded transcripts replayed by FakeQmpServer, which fails on any
 // other command), that refusals and malformed replies surface as the right QmpError
 // kind, that MonitorEvents hears SHUTDOWN/STOP/RESUME/RESET and the disconnect, and
-// finally that all of it holds against a real `qemu-system-x86_64 -machine none`.
+// finally that all of it holds against a real `qemu-system-x86_64 -machine none`,
+// and that changeMedium/ejectMedium fill and empty a real scsi-cd drive.
 #include "qemu/monitor.h"
 
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -177,6 +179,33 @@ TEST_F(MonitorTest, BalloonAndResizeSendTheirArguments) {
   EXPECT_TRUE(server_.waitFinished());
 }
 
+// The CD drive's commands: blockdev-change-medium by qdev id, a raw read-only
+// medium (never a probed format), and eject with force.
+TEST_F(MonitorTest, ChangeMediumAndEjectSendTheirArguments) {
+  server_.handshake()
+      .expect("blockdev-change-medium", {{"id", "cd-cdrom"},
+                                         {"filename", "/var/lib/corral/images/debian-12.iso"},
+                                         {"format", "raw"},
+                                         {"read-only-mode", "read-only"}})
+      .reply(json::object());
+  server_.expect("eject", {{"id", "cd-cdrom"}, {"force", true}}).reply(json::object());
+  server_.expect("eject", {{"id", "cd-nope"}, {"force", true}})
+      .replyError("DeviceNotFound", "Device 'cd-nope' not found");  // QEMU 7.2's own answer
+  Monitor& m = connect();
+  ASSERT_TRUE(m.changeMedium("cd-cdrom", "/var/lib/corral/images/debian-12.iso").ok());
+  ASSERT_TRUE(m.ejectMedium("cd-cdrom").ok());
+  auto refused = m.ejectMedium("cd-nope");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, QmpError::Kind::Refused);
+  EXPECT_EQ(refused.error().errorClass, "DeviceNotFound");
+  EXPECT_TRUE(server_.waitFinished());
+  const auto sent = server_.received();
+  ASSERT_EQ(sent.size(), 4u);  // qmp_capabilities first
+  EXPECT_EQ(sent[1]["execute"], "blockdev-change-medium");
+  EXPECT_EQ(sent[1]["arguments"].size(), 4u);
+  EXPECT_EQ(sent[2]["arguments"], (json{{"id", "cd-cdrom"}, {"force", true}}));
+}
+
 TEST_F(MonitorTest, QuitTreatsTheConnectionEndingAsDone) {
   server_.handshake().expect("quit").closeConnection();
   Monitor& m = connect();
@@ -231,9 +260,11 @@ TEST(MonitorEventsDispatch, IgnoresUnknownAndMalformed) {
 // A qemu-system-x86_64 started for one test, killed and reaped whatever happens.
 class QemuProcess {
  public:
-  explicit QemuProcess(const std::string& qmpSocket) {
+  // Without `machine`: -machine none. `extra` is appended to the argv.
+  explicit QemuProcess(const std::string& qmpSocket, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"qemu-system-x86_64", "-machine", "none", "-S", "-nodefaults",
                                      "-display", "none", "-qmp", "unix:" + qmpSocket + ",server=on,wait=off"};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -272,28 +303,31 @@ class QemuProcess {
   bool exited_ = false;
 };
 
-TEST(MonitorRealQemu, VersionStatusQuitAndShutdownEvent) {
-  corral::testing::TempDir dir;
-  const std::string sock = (dir / "qmp.sock").string();
-  QemuProcess qemu(sock);
-  ASSERT_GT(qemu.pid(), 0) << "cannot start qemu-system-x86_64";
-  IoThread io;
-
-  // QEMU creates the socket a moment after it starts: retry until a deadline.
-  std::shared_ptr<QmpTransport> qmp;
+// QEMU creates the socket a moment after it starts: retries until a deadline.
+void connectToQemu(QemuProcess& qemu, IoThread& io, const std::string& sock, std::shared_ptr<QmpTransport>& qmp) {
   auto deadline = std::chrono::steady_clock::now() + 30s;
   while (true) {
     qmp = QmpTransport::create(io.io());
     auto g = qmp->connectSync(sock, 10s);
     if (g.ok()) {
       EXPECT_EQ(g->major, 7);
-      break;
+      return;
     }
     qmp->close();
     ASSERT_EQ(g.error().kind, QmpError::Kind::Disconnected) << g.error().message;
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << g.error().message;
     ASSERT_FALSE(qemu.waitExit(10ms).has_value()) << "qemu exited before its QMP socket came up";
   }
+}
+
+TEST(MonitorRealQemu, VersionStatusQuitAndShutdownEvent) {
+  corral::testing::TempDir dir;
+  const std::string sock = (dir / "qmp.sock").string();
+  QemuProcess qemu(sock);
+  ASSERT_GT(qemu.pid(), 0) << "cannot start qemu-system-x86_64";
+  IoThread io;
+  std::shared_ptr<QmpTransport> qmp;
+  ASSERT_NO_FATAL_FAILURE(connectToQemu(qemu, io, sock, qmp));
 
   Monitor m(qmp, 10s);
   auto v = m.queryVersion();
@@ -317,6 +351,69 @@ TEST(MonitorRealQemu, VersionStatusQuitAndShutdownEvent) {
   auto status = qemu.waitExit(30s);
   ASSERT_TRUE(status.has_value()) << "qemu did not exit after quit";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  qmp->close();
+}
+
+// The medium of drive `device` in query-block: its file, "" when the drive is
+// empty; nullopt when QEMU has no such drive.
+std::optional<std::string> medium(QmpTransport& qmp, const std::string& device) {
+  auto r = qmp.executeSync("query-block", nullptr, 10s);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  if (!r.ok()) return std::nullopt;
+  for (const auto& d : *r) {
+    if (d.value("qdev", "") != device) continue;
+    if (!d.contains("inserted")) return std::string();
+    EXPECT_TRUE(d["inserted"].value("ro", false)) << d.dump();
+    EXPECT_EQ(d["inserted"].value("drv", ""), "raw") << d.dump();
+    return d["inserted"].value("file", "");
+  }
+  return std::nullopt;
+}
+
+// A scsi-cd on virtio-scsi started with an empty tray (no drive=, as
+// buildCommandLine makes it) takes a medium, gives it up to a forced eject, and
+// takes another; an unknown drive is a refusal, not a broken connection.
+TEST(MonitorRealQemu, ChangeMediumAndEjectOnAnEmptyScsiCdrom) {
+  corral::testing::TempDir dir;
+  const std::string sock = (dir / "qmp.sock").string();
+  const std::string iso = (dir / "a.iso").string();
+  {
+    std::ofstream out(iso);
+    out << std::string(2048 * 20, 'x');  // any file will do as a raw medium
+    ASSERT_TRUE(out.good());
+  }
+  QemuProcess qemu(sock, {"-machine", "q35", "-accel", "tcg", "-device", "virtio-scsi-pci,id=scsi0", "-device",
+                          "scsi-cd,bus=scsi0.0,channel=0,scsi-id=0,lun=0,id=cd-cdrom"});
+  ASSERT_GT(qemu.pid(), 0) << "cannot start qemu-system-x86_64";
+  IoThread io;
+  std::shared_ptr<QmpTransport> qmp;
+  ASSERT_NO_FATAL_FAILURE(connectToQemu(qemu, io, sock, qmp));
+  Monitor m(qmp, 10s);
+
+  EXPECT_EQ(medium(*qmp, "cd-cdrom"), std::string());
+  auto changed = m.changeMedium("cd-cdrom", iso);
+  ASSERT_TRUE(changed.ok()) << changed.error().message;
+  EXPECT_EQ(medium(*qmp, "cd-cdrom"), iso);
+  auto ejected = m.ejectMedium("cd-cdrom");
+  ASSERT_TRUE(ejected.ok()) << ejected.error().message;
+  EXPECT_EQ(medium(*qmp, "cd-cdrom"), std::string());
+  ASSERT_TRUE(m.changeMedium("cd-cdrom", iso).ok());
+  EXPECT_EQ(medium(*qmp, "cd-cdrom"), iso);
+  // Ejecting an empty drive is fine too (a second eject).
+  ASSERT_TRUE(m.ejectMedium("cd-cdrom").ok());
+  EXPECT_TRUE(m.ejectMedium("cd-cdrom").ok());
+
+  auto nope = m.changeMedium("cd-nope", iso);
+  ASSERT_FALSE(nope.ok());
+  EXPECT_EQ(nope.error().kind, QmpError::Kind::Refused) << nope.error().message;
+  EXPECT_EQ(nope.error().errorClass, "DeviceNotFound");
+  auto missing = m.changeMedium("cd-cdrom", (dir / "missing.iso").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, QmpError::Kind::Refused) << missing.error().message;
+  EXPECT_EQ(medium(*qmp, "cd-cdrom"), std::string());  // a failed change leaves the drive empty
+
+  ASSERT_TRUE(m.quit().ok());
+  ASSERT_TRUE(qemu.waitExit(30s).has_value()) << "qemu did not exit after quit";
   qmp->close();
 }
 
