@@ -34,6 +34,10 @@ Result<void> StateDir::prepare() const {
   CORRAL_TRY(makeDir(cacheDir(), kPrivate));
   CORRAL_TRY(makeDir(imagesDir(), kPrivate));
   CORRAL_TRY(makeDir(runDir(), kPrivate));
+  CORRAL_TRY(makeDir(disksDir(), kPrivate));
+  CORRAL_TRY(makeDir(keysDir(), kPrivate));
+  CORRAL_TRY(makeDir(uploadsDir(), kPrivate));
+  CORRAL_TRY(makeDir(tmpDir(), kPrivate));
   return ok();
 }
 

@@ -6,6 +6,10 @@
 //   DIR/run/NAME/        one guest's runtime dir: QMP, serial, VNC sockets, pidfile,
 //                        runtime record, qemu.log, console.log
 //   DIR/cache/           probe results
+//   DIR/disks/           the default "dir" storage pool: VM disk files
+//   DIR/keys/            master.key, wrapping every disk's LUKS passphrase (0700/0600)
+//   DIR/uploads/         image uploads being received over HTTP (0700)
+//   DIR/tmp/             short-lived private files: secrets handed to qemu-img (0700)
 //
 // Names reaching here were validated by core/ (util/names.h); this layer still
 // refuses a name that would leave its directory, as a second line of defence.
@@ -31,6 +35,11 @@ class StateDir {
   std::filesystem::path cacheDir() const { return root_ / "cache"; }
   std::filesystem::path imagesDir() const { return root_ / "images"; }
   std::filesystem::path runDir() const { return root_ / "run"; }
+  std::filesystem::path disksDir() const { return root_ / "disks"; }
+  std::filesystem::path keysDir() const { return root_ / "keys"; }
+  std::filesystem::path masterKey() const { return keysDir() / "master.key"; }
+  std::filesystem::path uploadsDir() const { return root_ / "uploads"; }
+  std::filesystem::path tmpDir() const { return root_ / "tmp"; }
 
   Result<std::filesystem::path> imageDir(const std::string& name) const;
   Result<std::filesystem::path> vmRuntimeDir(const std::string& name) const;
