@@ -15,8 +15,10 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -107,10 +109,12 @@ struct Operations::Impl {
     t.lastWrite = Clock::now();
   }
 
-  void progress(Tracked& t, int percent) {
+  void progress(Tracked& t, int percent, std::optional<std::pair<int64_t, int64_t>> bytes = std::nullopt) {
     percent = std::clamp(percent, 0, 100);
     std::lock_guard lock(t.mu);
-    if (t.finished || percent == t.record.progress) return;
+    if (t.finished) return;
+    if (bytes) std::tie(t.record.bytesDone, t.record.bytesTotal) = *bytes;
+    if (percent == t.record.progress && !bytes) return;
     t.record.progress = percent;
     if (std::abs(percent - t.lastWrittenProgress) >= kProgressStep || Clock::now() - t.lastWrite >= kProgressInterval)
       write(t);
@@ -124,7 +128,11 @@ struct Operations::Impl {
     }
     const std::string id = t->record.id;
     Result<nlohmann::json> result = Error::internal("the operation did not run");
-    Progress report = [this, t](int percent) { progress(*t, percent); };
+    Progress report([this, t](int percent) { progress(*t, percent); },
+                    [this, t](int64_t done, int64_t total) {
+                      int percent = total > 0 ? static_cast<int>(std::clamp<int64_t>(done, 0, total) * 100 / total) : 0;
+                      progress(*t, percent, std::pair{done, total});
+                    });
     try {
       result = work(report);
     } catch (const std::exception& e) {

@@ -23,8 +23,25 @@ namespace corral::core {
 
 class Operations {
  public:
-  // Reports progress 0..100; cheap, any thread, rate-limited store writes.
-  using Progress = std::function<void(int percent)>;
+  // Reports progress 0..100, or bytes done of a total (progress follows);
+  // cheap, any thread, rate-limited store writes.
+  class Progress {
+   public:
+    using Percent = std::function<void(int percent)>;
+    using Bytes = std::function<void(int64_t done, int64_t total)>;
+    Progress(Percent p, Bytes b = {}) : percent_(std::move(p)), bytes_(std::move(b)) {}
+    void operator()(int percent) const {
+      if (percent_) percent_(percent);
+    }
+    void bytes(int64_t done, int64_t total) const {
+      if (bytes_) bytes_(done, total);
+      else if (total > 0 && percent_) percent_(static_cast<int>(done * 100 / total));
+    }
+
+   private:
+    Percent percent_;
+    Bytes bytes_;
+  };
   // The work: its value becomes the operation's result (state succeeded), its
   // Error the failure (state failed, result = the API's error JSON shape:
   // {"code", "message", "field", "value"}).

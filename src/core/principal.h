@@ -33,4 +33,12 @@ inline bool canAccess(const Principal& p, const store::VmRecord& vm) {
   return vm.owner == p.login;
 }
 
+// Images: public ones (no owner) are everyone's; a private one is its owning
+// user's or its owning group's members'; admins see all.
+inline bool canSeeImage(const Principal& p, const store::ImageRecord& img) {
+  if (p.admin || img.ownerKind.empty()) return true;
+  if (img.ownerKind == "group") return p.inGroup(img.owner);
+  return img.owner == p.login;
+}
+
 }  // namespace corral::core

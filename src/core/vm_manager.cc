@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/validate.h"
+#include "core/vm_entry.h"
 #include "core/vm_state.h"
 #include "host/host_info.h"
 #include "qemu/machine.h"
@@ -18,37 +19,6 @@
 
 namespace corral::core {
 namespace fs = std::filesystem;
-
-// Per-VM runtime state. `mu` serialises actions on the VM; machine and the
-// fields below it are only touched with mu held.
-struct VmManager::Entry {
-  std::mutex mu;
-  std::unique_ptr<Watch> watch;  // outlives machine: declared first, destroyed last
-  std::unique_ptr<qemu::Machine> machine;
-  uint64_t generation = 0;  // bumped per launched or reattached machine
-  std::vector<std::chrono::steady_clock::time_point> restarts;
-  uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
-};
-
-// Hears one machine's callbacks on the io thread and hands them to a worker;
-// the generation lets a late callback of a replaced machine be ignored.
-class VmManager::Watch final : public qemu::MachineListener {
- public:
-  Watch(VmManager& m, std::string name, uint64_t generation) : m_(m), name_(std::move(name)), gen_(generation) {}
-  void onMachineEvent(const nlohmann::json& event) override {
-    std::string name = event.value("event", "");
-    if (name == "STOP" || name == "RESUME")
-      boost::asio::post(m_.workers_, [m = &m_, vm = name_, gen = gen_, name] { m->onEvent(vm, gen, name); });
-  }
-  void onMachineExit(const qemu::ExitInfo& info) override {
-    boost::asio::post(m_.workers_, [m = &m_, vm = name_, gen = gen_, info] { m->onExit(vm, gen, info); });
-  }
-
- private:
-  VmManager& m_;
-  std::string name_;
-  uint64_t gen_;
-};
 
 namespace {
 
@@ -71,7 +41,13 @@ Error wrongState(const store::VmRecord& vm, std::string_view action) {
 
 VmManager::VmManager(boost::asio::io_context& io, store::Store& store, const host::StateDir& dir, ManagerConfig cfg,
                      EventBus* events)
-    : io_(io), store_(store), dir_(dir), images_(dir), cfg_(std::move(cfg)), quota_(cfg_.quotaDefaults), events_(events) {}
+    : io_(io),
+      store_(store),
+      dir_(dir),
+      storage_(store, dir, cfg.storage),
+      cfg_(std::move(cfg)),
+      quota_(cfg_.quotaDefaults),
+      events_(events) {}
 
 VmManager::~VmManager() {
   // Let queued callbacks finish before the entries (and machines) go away; the
@@ -149,6 +125,19 @@ Result<std::vector<store::VmRecord>> VmManager::list(const Principal& who) {
   return all;
 }
 
+Result<store::ImageRecord> VmManager::usableImage(const Principal& who, const std::string& name, std::string_view kind,
+                                                 std::string_view field) {
+  CORRAL_TRY(util::validateImageName(field, name));
+  auto img = CORRAL_TRY(store_.findImage(name));
+  if (!img || !canSeeImage(who, *img))
+    return Error::invalidInput(std::string(field), name, "no image has that name");
+  if (img->state != "ready")
+    return Error::invalidInput(std::string(field), name, fmt::format("is still being imported ({})", img->state));
+  if (!kind.empty() && img->kind != kind)
+    return Error::invalidInput(std::string(field), name, fmt::format("is a {} image; a {} image is needed", img->kind, kind));
+  return std::move(*img);
+}
+
 Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRequest& req) {
   ValidCreate v = CORRAL_TRY(validateCreate(req, cfg_, host::readHostInfo()));
   auto [ownerKind, owner] = CORRAL_TRY(resolveOwner(who, req.owner.empty() ? who.login : req.owner));
@@ -160,6 +149,14 @@ Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRe
     if (u) contact = u->email;
   }
   if (!contact.empty()) CORRAL_TRY(util::validateEmail("contact", contact));
+  store::ImageRecord image = CORRAL_TRY(usableImage(who, v.image, "", "image"));
+  std::string cdrom = image.kind == "iso" ? image.name : "";
+  if (!req.cdrom.empty()) {
+    CORRAL_TRY(usableImage(who, req.cdrom, "iso", "cdrom"));
+    cdrom = req.cdrom;
+  }
+  std::vector<NewDisk> plan = CORRAL_TRY(planDisks(image, req));
+
   store::VmRecord vm;
   vm.ownerKind = ownerKind;
   vm.owner = owner;
@@ -173,21 +170,29 @@ Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRe
   vm.vcpus = v.vcpus;
   vm.onCrash = std::string(toString(v.onCrash));
   vm.createdAt = store::nowRfc3339();
+  vm.cdrom = cdrom;
+  vm.bootCdrom = image.kind == "iso";
+  for (const auto& d : plan) vm.diskGib += gibCeil(d.sizeBytes);
+  // The quota holds the disks' total before a byte is written: two creates
+  // racing for the last GiB cannot both make their disks.
   auto created = CORRAL_TRY(store_.insertVm(vm, quota_.check(nullptr, vm)));
-  spdlog::info("vm={} created image={} memory={}MiB vcpus={} owner={}:{} by={}", vm.name, vm.image, vm.memoryMib,
-               vm.vcpus, vm.ownerKind, vm.owner, who.login);
-  if (!req.start) {
-    publish("vm.created", created);
-    return created;
-  }
 
-  // create --start is one unit: a VM that cannot start is not left behind.
+  // Create is one unit: a VM whose disks (or, with start, whose start) fail is
+  // not left behind, nor any disk it got.
   util::Rollback rb;
   rb.add([&] {
     (void)store_.deleteVm(vm.name);
     std::lock_guard lock(mu_);
     entries_.erase(vm.name);
   });
+  CORRAL_TRY(createDisks(created, plan, rb));
+  spdlog::info("vm={} created image={} memory={}MiB vcpus={} disks={} ({} GiB) owner={}:{} by={}", vm.name, vm.image,
+               vm.memoryMib, vm.vcpus, plan.size(), vm.diskGib, vm.ownerKind, vm.owner, who.login);
+  if (!req.start) {
+    rb.commit();
+    publish("vm.created", created);
+    return created;
+  }
   auto e = entry(vm.name);
   std::lock_guard lock(e->mu);
   auto reserved = CORRAL_TRY(reserve(created, "running"));
@@ -204,7 +209,7 @@ Result<store::VmRecord> VmManager::reserve(const store::VmRecord& vm, std::strin
   return store_.updateVm(after, 0, quota_.check(&vm, after));
 }
 
-Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm) {
+Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm, const fs::path& runDir) {
   auto image = CORRAL_TRY(store_.findImage(vm.image));
   if (!image) return Error::failedPrecondition(fmt::format("image {} of VM {} no longer exists", vm.image, vm.name));
   qemu::VmSpec spec;
@@ -213,7 +218,23 @@ Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm) {
   spec.memoryMib = vm.memoryMib;
   spec.cpus = {.count = vm.vcpus, .sockets = 1, .cores = vm.vcpus, .threads = 1};
   spec.accel = cfg_.accel;
-  spec.directBoot = qemu::DirectBoot{image->kernel, image->initrd, image->append};
+  spec.disks = CORRAL_TRY(storage_.qemuDisks(vm, runDir));
+  // One CD drive on every VM, empty or not, so a CD can go in while it runs.
+  qemu::Cdrom cd{.id = "cd0", .path = {}, .bus = qemu::CdromBus::Scsi};
+  if (!vm.cdrom.empty()) {
+    auto iso = CORRAL_TRY(store_.findImage(vm.cdrom));
+    if (!iso) return Error::failedPrecondition(fmt::format("CD image {} of VM {} no longer exists", vm.cdrom, vm.name));
+    cd.path = iso->path;
+  }
+  spec.cdroms.push_back(cd);
+  bool bootCd = vm.bootCdrom && !cd.path.empty();
+  if (image->kind == "direct-boot" && !bootCd) {
+    spec.directBoot = qemu::DirectBoot{image->kernel, image->initrd, image->append};
+  } else {
+    spec.bootOrder = {qemu::BootDevice::Disk, qemu::BootDevice::Cdrom};
+    // Booting a CD is for once: the guest's next reset boots its disk again.
+    if (bootCd) spec.bootOnce = {qemu::BootDevice::Cdrom};
+  }
   spec.smbios.serial = vm.uuid;
   spec.smbios.oemStrings = {fmt::format("corral.vm={}", vm.name), fmt::format("corral.image={}", vm.image)};
   return spec;
@@ -222,13 +243,18 @@ Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm) {
 Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& vm) {
   auto state = parseVmState(vm.state).value_or(VmState::Stopped);
   if (!canTransition(state, VmState::Starting)) return wrongState(vm, "start");
-  qemu::VmSpec spec = CORRAL_TRY(specFor(vm));
   fs::path runDir = CORRAL_TRY(dir_.vmRuntimeDir(vm.name));
   // A crashed-and-preserved guest left its runtime files for inspection; a new
   // start begins clean.
   std::error_code ec;
   fs::remove_all(runDir, ec);
   CORRAL_TRY(host::makeDir(runDir, fs::perms::owner_all));
+  auto specOr = specFor(vm, runDir);
+  if (!specOr.ok()) {
+    Storage::removeSecretFiles(runDir);
+    return specOr.error();
+  }
+  qemu::VmSpec spec = std::move(specOr).take();
   CORRAL_TRY(setState(vm.name, toString(VmState::Starting), "", std::nullopt, "running"));
 
   uint64_t gen = ++e.generation;
@@ -239,6 +265,8 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   lc.runtimeDir = runDir.string();
   lc.consoleLogMaxBytes = cfg_.consoleLogMaxBytes;
   auto launched = qemu::Machine::launch(io_, std::move(lc), watch.get());
+  // QEMU read the disks' passphrases while it started (or failed to): they go now.
+  Storage::removeSecretFiles(runDir);
   if (!launched.ok()) {
     Error err = std::move(launched).error();
     spdlog::warn("vm={} start failed: {}", vm.name, err.message);
@@ -249,6 +277,13 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   e.machine = std::move(launched).take();
   e.watch = std::move(watch);
   e.bootMemoryMib = vm.memoryMib;
+  if (vm.bootCdrom) {
+    // Booted from the CD this once; the next start boots the disk.
+    store::VmRecord after = vm;
+    after.bootCdrom = false;
+    if (auto r = store_.updateVm(after, 0); !r.ok())
+      spdlog::warn("vm={}: cannot clear boot-from-CD: {}", vm.name, r.error().message);
+  }
   return setState(vm.name, toString(VmState::Running), "", e.machine->pid());
 }
 
@@ -274,13 +309,18 @@ Result<store::VmRecord> VmManager::checkAction(const Principal& who, const std::
   return vm;
 }
 
-Result<store::VmRecord> VmManager::start(const Principal& who, const std::string& name) {
+Result<store::VmRecord> VmManager::start(const Principal& who, const std::string& name, const BootOptions& boot) {
   auto vm = CORRAL_TRY(visible(who, name));
+  if (!boot.cdrom.empty()) CORRAL_TRY(usableImage(who, boot.cdrom, "iso", "cdrom"));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   vm = CORRAL_TRY(visible(who, name));  // re-read under the VM's lock
   auto state = parseVmState(vm.state).value_or(VmState::Stopped);
   if (state != VmState::Crashed && !canTransition(state, VmState::Starting)) return wrongState(vm, "start");
+  if (!boot.cdrom.empty()) {
+    vm.cdrom = boot.cdrom;
+    vm.bootCdrom = true;
+  }
   vm = CORRAL_TRY(reserve(vm, "running"));
   if (state == VmState::Crashed) dropMachine(*e, name, RuntimeFiles::Remove);
   auto started = startLocked(*e, vm);
@@ -320,13 +360,22 @@ Result<store::VmRecord> VmManager::stop(const Principal& who, const std::string&
   return stopped;
 }
 
-Result<store::VmRecord> VmManager::reboot(const Principal& who, const std::string& name) {
+Result<store::VmRecord> VmManager::reboot(const Principal& who, const std::string& name, const BootOptions& boot) {
   CORRAL_TRY(visible(who, name));
+  if (!boot.cdrom.empty()) CORRAL_TRY(usableImage(who, boot.cdrom, "iso", "cdrom"));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
   auto state = parseVmState(vm.state).value_or(VmState::Stopped);
   if ((state != VmState::Running && state != VmState::Paused) || !e->machine) return wrongState(vm, "reboot");
+  if (!boot.cdrom.empty()) {
+    vm.cdrom = boot.cdrom;
+    vm.bootCdrom = true;
+    vm = CORRAL_TRY(store_.updateVm(vm, 0));
+    auto rebooted = CORRAL_TRY(coldBoot(*e, vm));
+    publish("vm.rebooted", rebooted, fmt::format("from CD {}", boot.cdrom));
+    return rebooted;
+  }
   CORRAL_TRY(e->machine->monitor().systemReset());
   if (state == VmState::Paused) {
     CORRAL_TRY(e->machine->monitor().cont());
@@ -334,6 +383,19 @@ Result<store::VmRecord> VmManager::reboot(const Principal& who, const std::strin
   }
   publish("vm.rebooted", vm);
   return vm;
+}
+
+// A reboot that needs a new QEMU (the boot device changes): the old one is
+// powered off hard, as a reset would, and a new one starts.
+Result<store::VmRecord> VmManager::coldBoot(Entry& e, store::VmRecord vm) {
+  qemu::Machine::ShutdownOptions so;
+  so.force = true;
+  so.timeout = cfg_.defaultStopTimeout;
+  auto exit = e.machine->shutdown(so);
+  if (!exit.ok()) return exit.error().context(fmt::format("reboot {}", vm.name));
+  dropMachine(e, vm.name, RuntimeFiles::KeepConsoleLog);
+  vm = CORRAL_TRY(setState(vm.name, toString(VmState::Stopped), "rebooting", std::nullopt, "running"));
+  return startLocked(e, vm);
 }
 
 Result<store::VmRecord> VmManager::pause(const Principal& who, const std::string& name) {
@@ -373,6 +435,12 @@ Result<void> VmManager::remove(const Principal& who, const std::string& name) {
     auto state = parseVmState(vm.state).value_or(VmState::Stopped);
     if (state != VmState::Stopped && state != VmState::Crashed)
       return Error::failedPrecondition(fmt::format("cannot delete VM {}: it is {}; stop it first", name, vm.state));
+    // The disks go first: a disk that cannot be removed keeps its VM (and its
+    // row), so nothing is ever left without an owner to delete it again.
+    auto disks = CORRAL_TRY(store_.listDisks(vm.id));
+    for (const auto& d : disks) {
+      if (auto r = storage_.removeDisk(d); !r.ok()) return r.error().context(fmt::format("delete VM {}", name));
+    }
     dropMachine(*e, name, RuntimeFiles::Remove);
     CORRAL_TRY(store_.deleteVm(name));
     publish("vm.deleted", vm);
@@ -450,6 +518,7 @@ Result<store::VmRecord> VmManager::modify(const Principal& who, const std::strin
     if (ec) return Error::internal(fmt::format("rename {} to {}: {}", oldDir.string(), newDir.string(), ec.message()));
     rb.add([&] { fs::rename(newDir, oldDir, ec); });
   }
+  if (renamed) CORRAL_TRY(storage_.renameVolumes(before.name, after.name, before.id, rb));
   auto updated = CORRAL_TRY(store_.updateVm(after, req.expectedVersion, quota_.check(&before, after)));
   if (balloon) {
     auto r = e->machine->monitor().balloon(static_cast<int64_t>(after.memoryMib) << 20);
@@ -629,46 +698,6 @@ Result<void> VmManager::reconcile() {
     info.detail = "QEMU died while corrald was not watching";
     handleExit(*e, vm.name, info);
   }
-  return ok();
-}
-
-Result<store::ImageRecord> VmManager::importImage(const ImportImageRequest& req) {
-  CORRAL_TRY(util::validateImageName("name", req.name));
-  CORRAL_TRY(validateAppend(req.append));
-  if (req.kernel.empty()) return Error::invalidInput("kernel", "", "is required");
-  auto existing = CORRAL_TRY(store_.findImage(req.name));
-  if (existing)
-    return Error::alreadyExists("name", req.name, fmt::format("name: an image named {} already exists", req.name));
-  auto files = CORRAL_TRY(images_.importDirectBoot(req.name, req.kernel, req.initrd));
-  util::Rollback rb;
-  rb.add([&] { (void)images_.remove(req.name); });
-  store::ImageRecord img{.name = req.name,
-                         .kind = "direct-boot",
-                         .kernel = files.kernel,
-                         .initrd = files.initrd,
-                         .append = req.append,
-                         .sizeBytes = files.sizeBytes,
-                         .createdAt = store::nowRfc3339()};
-  auto inserted = CORRAL_TRY(store_.insertImage(img));
-  rb.commit();
-  spdlog::info("image={} imported kernel={} initrd={}", req.name, req.kernel, req.initrd);
-  return inserted;
-}
-
-Result<std::vector<store::ImageRecord>> VmManager::listImages() { return store_.listImages(); }
-
-Result<store::ImageRecord> VmManager::getImage(const std::string& name) {
-  CORRAL_TRY(util::validateImageName("name", name));
-  auto img = CORRAL_TRY(store_.findImage(name));
-  if (!img) return Error::notFound(fmt::format("image {} not found", name));
-  return std::move(*img);
-}
-
-Result<void> VmManager::removeImage(const std::string& name) {
-  CORRAL_TRY(util::validateImageName("name", name));
-  CORRAL_TRY(store_.deleteImage(name));
-  CORRAL_TRY(images_.remove(name));
-  spdlog::info("image={} deleted", name);
   return ok();
 }
 

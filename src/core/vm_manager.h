@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,7 +31,7 @@
 #include "core/events.h"
 #include "core/principal.h"
 #include "core/quota.h"
-#include "host/image_library.h"
+#include "core/storage.h"
 #include "host/state_dir.h"
 #include "qemu/vm_spec.h"
 #include "store/store.h"
@@ -55,6 +56,7 @@ struct ManagerConfig {
   unsigned maxRestarts = 3;
   std::chrono::seconds restartWindow{60};
   QuotaLimits quotaDefaults;
+  StorageConfig storage;
 };
 
 struct CreateVmRequest {
@@ -68,6 +70,19 @@ struct CreateVmRequest {
   std::string administrator;  // "": the caller
   std::string contact;        // "": the owning user's email when it has one
   std::string description;
+  // Storage. With a disk image disks[0] sizes its clone ("" keeps the image's
+  // size); every other disk is blank. With an iso image it goes into the CD
+  // drive and the first boot is from it.
+  std::vector<DiskRequest> disks;
+  bool encrypt = false;    // every disk (a disk may say otherwise)
+  bool fullClone = false;  // a full copy of a disk image instead of an overlay
+  std::string cdrom;       // an iso image for the CD drive
+  std::string pool;        // the disks' pool ("": the default)
+};
+
+// start / reboot: with cdrom, that CD goes into the drive and this boot is from it.
+struct BootOptions {
+  std::string cdrom;
 };
 
 // The settable fields of a VM; nullopt leaves one as it is. expectedVersion is
@@ -89,12 +104,6 @@ struct StopOptions {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
-struct ImportImageRequest {
-  std::string name;
-  std::string kernel;
-  std::string initrd;
-  std::string append;
-};
 
 class VmManager {
  public:
@@ -105,6 +114,10 @@ class VmManager {
   ~VmManager();
   VmManager(const VmManager&) = delete;
   VmManager& operator=(const VmManager&) = delete;
+
+  // At daemon start, before anything else: opens the storage pools and the key store.
+  Result<void> openStorage() { return storage_.open(); }
+  Storage& storage() { return storage_; }
 
   // At daemon start: reattach live guests; mark guests recorded running but dead
   // as crashed and apply their on_crash policy.
@@ -119,9 +132,11 @@ class VmManager {
   // Access and state checks only, for an action about to be queued as an
   // operation: a caller gets 404/409 at once rather than from the operation.
   Result<store::VmRecord> checkAction(const Principal& who, const std::string& name, std::string_view action);
-  Result<store::VmRecord> start(const Principal& who, const std::string& name);
+  Result<store::VmRecord> start(const Principal& who, const std::string& name, const BootOptions& boot = {});
   Result<store::VmRecord> stop(const Principal& who, const std::string& name, const StopOptions& opts);
-  Result<store::VmRecord> reboot(const Principal& who, const std::string& name);
+  // Without a CD: a reset of the running guest. With one: a cold reboot (QEMU
+  // restarted) that boots that CD once.
+  Result<store::VmRecord> reboot(const Principal& who, const std::string& name, const BootOptions& boot = {});
   Result<store::VmRecord> pause(const Principal& who, const std::string& name);
   Result<store::VmRecord> resume(const Principal& who, const std::string& name);
   Result<store::VmRecord> modify(const Principal& who, const std::string& name, const ModifyVmRequest& req);
@@ -136,10 +151,19 @@ class VmManager {
   Result<nlohmann::json> setQuota(const Principal& who, const store::QuotaRecord& q);
   const QuotaPolicy& quotaPolicy() const { return quota_; }
 
-  Result<store::ImageRecord> importImage(const ImportImageRequest& req);
-  Result<std::vector<store::ImageRecord>> listImages();
-  Result<store::ImageRecord> getImage(const std::string& name);
-  Result<void> removeImage(const std::string& name);
+  // Disks (vm_disks.cc). Add, remove and rekey need the VM stopped; resize
+  // grows a running guest's disk online (block_resize) or a stopped one offline.
+  // Sizes count against the owner's disk quotas.
+  Result<std::vector<store::DiskRecord>> disks(const Principal& who, const std::string& vm);
+  Result<store::DiskRecord> addDisk(const Principal& who, const std::string& vm, const DiskRequest& req);
+  Result<store::DiskRecord> resizeDisk(const Principal& who, const std::string& vm, const std::string& disk,
+                                       const std::string& size);
+  Result<void> removeDisk(const Principal& who, const std::string& vm, const std::string& disk);
+  Result<store::DiskRecord> rekeyDisk(const Principal& who, const std::string& vm, const std::string& disk);
+  // The CD drive: insert (an iso image the caller may see) or eject; at once
+  // when the guest runs, and kept for its next start.
+  Result<store::VmRecord> insertCdrom(const Principal& who, const std::string& vm, const std::string& image);
+  Result<store::VmRecord> ejectCdrom(const Principal& who, const std::string& vm);
 
   const ManagerConfig& config() const { return cfg_; }
 
@@ -160,7 +184,15 @@ class VmManager {
   Result<store::VmRecord> startLocked(Entry& e, const store::VmRecord& vm);
   Result<store::VmRecord> setState(const std::string& name, std::string_view state, std::string reason,
                                    std::optional<int64_t> pid, std::optional<std::string> desired = std::nullopt);
-  Result<qemu::VmSpec> specFor(const store::VmRecord& vm);
+  Result<qemu::VmSpec> specFor(const store::VmRecord& vm, const std::filesystem::path& runDir);
+  // A ready image of `kind` ("" any) that who may use; errors name field.
+  Result<store::ImageRecord> usableImage(const Principal& who, const std::string& name, std::string_view kind,
+                                         std::string_view field);
+  // Makes the disks of a new VM (vm_disks.cc); rb undoes them.
+  Result<void> createDisks(const store::VmRecord& vm, const std::vector<NewDisk>& plan, util::Rollback& rb);
+  Result<std::vector<NewDisk>> planDisks(const store::ImageRecord& image, const CreateVmRequest& req);
+  Result<store::DiskRecord> findDisk(const store::VmRecord& vm, const std::string& disk);
+  Result<store::VmRecord> coldBoot(Entry& e, store::VmRecord vm);
   void onExit(const std::string& name, uint64_t generation, const qemu::ExitInfo& info);
   void onEvent(const std::string& name, uint64_t generation, const std::string& event);
   void handleExit(Entry& e, const std::string& name, const qemu::ExitInfo& info);
@@ -172,7 +204,7 @@ class VmManager {
   boost::asio::io_context& io_;
   store::Store& store_;
   const host::StateDir& dir_;
-  host::ImageLibrary images_;
+  Storage storage_;
   ManagerConfig cfg_;
   QuotaPolicy quota_;
   EventBus* events_;

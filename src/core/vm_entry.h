@@ -1,0 +1,47 @@
+// VmManager's per-VM runtime state, shared by its translation units
+// (vm_manager.cc, vm_disks.cc). Internal to core/.
+#pragma once
+
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/vm_manager.h"
+#include "qemu/machine.h"
+
+namespace corral::core {
+
+// Hears one machine's callbacks on the io thread and hands them to a worker;
+// the generation lets a late callback of a replaced machine be ignored.
+class VmManager::Watch final : public qemu::MachineListener {
+ public:
+  Watch(VmManager& m, std::string name, uint64_t generation) : m_(m), name_(std::move(name)), gen_(generation) {}
+  void onMachineEvent(const nlohmann::json& event) override {
+    std::string name = event.value("event", "");
+    if (name == "STOP" || name == "RESUME")
+      boost::asio::post(m_.workers_, [m = &m_, vm = name_, gen = gen_, name] { m->onEvent(vm, gen, name); });
+  }
+  void onMachineExit(const qemu::ExitInfo& info) override {
+    boost::asio::post(m_.workers_, [m = &m_, vm = name_, gen = gen_, info] { m->onExit(vm, gen, info); });
+  }
+
+ private:
+  VmManager& m_;
+  std::string name_;
+  uint64_t gen_;
+};
+
+// Per-VM runtime state. `mu` serialises actions on the VM; machine and the
+// fields below it are only touched with mu held.
+struct VmManager::Entry {
+  std::mutex mu;
+  std::unique_ptr<Watch> watch;  // outlives machine: declared first, destroyed last
+  std::unique_ptr<qemu::Machine> machine;
+  uint64_t generation = 0;  // bumped per launched or reattached machine
+  std::vector<std::chrono::steady_clock::time_point> restarts;
+  uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
+};
+
+}  // namespace corral::core
