@@ -81,6 +81,28 @@ void addOutputOption(CLI::App &cmd, std::string &out) {
       ->capture_default_str();
 }
 
+namespace {
+
+// Why no answer came: the socket or remote unreachable, or the connection lost.
+void reportTransportError(const Target &where, const Error &e) {
+  if (where.isUnix()) {
+    if (e.field == "connect") {
+      std::cerr << unreachableMessage(where.socketPath, e.message) << '\n';
+    } else {
+      std::cerr << "corral: lost the connection to corrald at "
+                << where.socketPath << ": " << e.message << '\n';
+    }
+  } else if (e.field == "exchange") {
+    std::cerr << "corral: lost the connection to remote " << where.name
+              << " at " << where.url << ": " << e.message << '\n';
+  } else {
+    std::cerr << remoteUnreachableMessage(where.name, where.url, e.message)
+              << '\n';
+  }
+}
+
+} // namespace
+
 int callApi(const Context &ctx, std::string_view method,
             std::string_view target, const std::optional<nlohmann::json> &body,
             HttpResponse *out, std::chrono::seconds timeout,
@@ -93,21 +115,32 @@ int callApi(const Context &ctx, std::string_view method,
   std::string payload = body ? body->dump() : std::string();
   auto r = client.request(method, target, payload, timeout, headers);
   if (!r) {
-    const Error &e = r.error();
-    if (where->isUnix()) {
-      if (e.field == "connect") {
-        std::cerr << unreachableMessage(where->socketPath, e.message) << '\n';
-      } else {
-        std::cerr << "corral: lost the connection to corrald at "
-                  << where->socketPath << ": " << e.message << '\n';
-      }
-    } else if (e.field == "exchange") {
-      std::cerr << "corral: lost the connection to remote " << where->name
-                << " at " << where->url << ": " << e.message << '\n';
-    } else {
-      std::cerr << remoteUnreachableMessage(where->name, where->url, e.message)
-                << '\n';
+    reportTransportError(*where, r.error());
+    return kExitUnreachable;
+  }
+  code = exitCodeForStatus(r->status);
+  if (code != kExitOk)
+    std::cerr << apiErrorMessage(r->status, r->body) << '\n';
+  if (out != nullptr)
+    *out = std::move(r).take();
+  return code;
+}
+
+int callUpload(const Context &ctx, std::string_view target,
+               const std::string &filePath, HttpResponse *out,
+               const UploadProgress &progress) {
+  int code = kExitOk;
+  auto where = ctx.resolveTarget(&code);
+  if (!where)
+    return code;
+  HttpClient client(*where);
+  auto r = client.upload("PUT", target, filePath, {}, progress);
+  if (!r) {
+    if (r.error().field == "file") {
+      std::cerr << "corral: " << r.error().message << '\n';
+      return kExitUsage;
     }
+    reportTransportError(*where, r.error());
     return kExitUnreachable;
   }
   code = exitCodeForStatus(r->status);
@@ -166,20 +199,25 @@ int printChange(const HttpResponse &resp, std::string_view output,
 int waitOperation(const Context &ctx, const std::string &id,
                   std::optional<std::chrono::seconds> limit, nlohmann::json *op,
                   bool *stillRunning) {
+  return waitOperation(ctx, id, limit, op, stillRunning,
+                       std::chrono::seconds(60), nullptr);
+}
+
+int waitOperation(const Context &ctx, const std::string &id,
+                  std::optional<std::chrono::seconds> limit, nlohmann::json *op,
+                  bool *stillRunning, std::chrono::seconds roundLength,
+                  const std::function<void(const nlohmann::json &)> &onRound) {
   using Clock = std::chrono::steady_clock;
-  // Rounds of at most a minute: a proxy or NAT between here and the daemon may
-  // drop a connection that stays silent for longer.
-  constexpr std::chrono::seconds kRound{60};
   const bool bounded = limit.has_value();
   const Clock::time_point deadline =
       Clock::now() + limit.value_or(std::chrono::seconds(0));
   *stillRunning = false;
   for (;;) {
-    auto round = kRound;
+    auto round = roundLength;
     if (bounded) {
       auto left =
           std::chrono::ceil<std::chrono::seconds>(deadline - Clock::now());
-      round = std::clamp(left, std::chrono::seconds(0), kRound);
+      round = std::clamp(left, std::chrono::seconds(0), roundLength);
     }
     HttpResponse resp;
     std::string path = fmt::format("/api/v1/operations/{}/wait?timeout={}",
@@ -194,6 +232,8 @@ int waitOperation(const Context &ctx, const std::string &id,
       return kExitApiError;
     }
     *op = std::move(j);
+    if (onRound)
+      onRound(*op);
     if (operationExitCode(operationState(*op)))
       return kExitOk;
     if (bounded && Clock::now() >= deadline) {

@@ -57,6 +57,13 @@ int callApi(const Context &ctx, std::string_view method,
             std::chrono::seconds timeout = std::chrono::seconds(300),
             const HttpHeaders &headers = {});
 
+// callApi for an upload: PUT target with the file streamed as the body
+// (HttpClient::upload), progress reported per chunk. A file that cannot be
+// opened or read is a usage error (exit 2), named on stderr.
+int callUpload(const Context &ctx, std::string_view target,
+               const std::string &filePath, HttpResponse *out,
+               const UploadProgress &progress = nullptr);
+
 using ViewFn = std::function<View(const nlohmann::json &)>;
 
 // Prints a JSON answer: pretty JSON for "json", else view(answer) as a table
@@ -80,9 +87,17 @@ int printChange(const HttpResponse &resp, std::string_view output,
 int waitOperation(const Context &ctx, const std::string &id,
                   std::optional<std::chrono::seconds> limit, nlohmann::json *op,
                   bool *stillRunning);
+// The same in rounds of `round` (at most a minute: a proxy or NAT between here
+// and the daemon may drop a connection that stays silent for longer), calling
+// onRound with the operation after each: short rounds show progress.
+int waitOperation(const Context &ctx, const std::string &id,
+                  std::optional<std::chrono::seconds> limit, nlohmann::json *op,
+                  bool *stillRunning, std::chrono::seconds round,
+                  const std::function<void(const nlohmann::json &)> &onRound);
 
 // Registers the nouns; each lives in commands/<noun>.cc.
 void addImageCommands(CLI::App &app, Context &ctx);
+void addDiskCommands(CLI::App &app, Context &ctx);
 void addVmCommands(CLI::App &app, Context &ctx);
 void addNodeCommands(CLI::App &app, Context &ctx);
 void addRemoteCommands(CLI::App &app, Context &ctx);

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +67,20 @@ struct PeerCertificate {
   std::string trustError; // why not, when !trusted
 };
 
+// What upload() reports after each chunk went out: bytes sent of the total.
+using UploadProgress = std::function<void(uint64_t sent, uint64_t total)>;
+
+struct UploadOptions {
+  // Each step (connecting, each chunk, the answer after the body) must make
+  // progress within this; an upload as a whole may take as long as it moves.
+  std::chrono::seconds idleTimeout{300};
+  // How long to wait for "100 Continue" before sending the body anyway (a
+  // server that ignores Expect); a refusal that comes first saves the send.
+  std::chrono::milliseconds continueWait{5000};
+  // The most of the file in memory at once.
+  size_t chunkBytes = size_t(1) << 20;
+};
+
 class HttpClient {
 public:
   explicit HttpClient(std::string socketPath)
@@ -82,6 +98,18 @@ public:
           std::string_view jsonBody = {},
           std::chrono::seconds timeout = std::chrono::seconds(300),
           const HttpHeaders &headers = {}) const;
+
+  // Sends the file at `filePath` as the body (application/octet-stream,
+  // Content-Length its size, "Expect: 100-continue"), read and written a chunk
+  // at a time, never whole in memory. The daemon's answer may come before the
+  // body went out (a refusal): it is returned like any answer. Errors as
+  // request()'s, plus InvalidInput/Unavailable with field "file" when the file
+  // cannot be opened or read.
+  Result<HttpResponse> upload(std::string_view method, std::string_view target,
+                              const std::string &filePath,
+                              const HttpHeaders &headers = {},
+                              const UploadProgress &progress = nullptr,
+                              const UploadOptions &opts = {}) const;
 
   const std::string &socketPath() const { return target_.socketPath; }
   const Target &target() const { return target_; }

@@ -34,6 +34,7 @@ int main(int argc, char **argv) {
 
   addImageCommands(app, ctx);
   addVmCommands(app, ctx);
+  addDiskCommands(app, ctx);
   addNodeCommands(app, ctx);
   addRemoteCommands(app, ctx);
   addUserCommands(app, ctx);

@@ -3,11 +3,13 @@
 // same columns; the one-line message for an API error; and the exit codes. Pure
 // functions of their inputs, header-only so that unit tests compile them
 // without the client's transport. Shapes follow the daemon's JSON (VM, IMAGE,
-// NODE here; the control-plane nouns in views.h); a missing or null value
+// DISK, NODE here; the control-plane nouns in views.h); a missing or null value
 // prints as "-", in CSV too, so that both show the same cells.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +17,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "cli/progress.h"
 
 namespace corral::cli {
 
@@ -241,31 +245,119 @@ inline std::string formatVmList(const nlohmann::json &body) {
   return renderView(vmListView(body), "table");
 }
 
-// GET /api/v1/images -> NAME KIND KERNEL INITRD APPEND
+// A size in bytes (a JSON integer) as "4.0 GiB"; anything else as field().
+inline std::string sizeCell(const nlohmann::json &obj, std::string_view key) {
+  if (!obj.is_object())
+    return "-";
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer() || it->get<int64_t>() < 0)
+    return field(obj, key);
+  return formatBytes(it->get<uint64_t>());
+}
+
+// An image's size as a person thinks of it: what a VM gets from a disk or iso
+// image (virtual_size), the files' bytes for a direct-boot image (size_bytes).
+inline std::string imageSizeCell(const nlohmann::json &im) {
+  bool directBoot = im.is_object() && im.contains("kind") &&
+                    im["kind"] == "direct-boot";
+  if (!directBoot && im.is_object() && im.contains("virtual_size") &&
+      im["virtual_size"].is_number_integer() && im["virtual_size"] != 0)
+    return sizeCell(im, "virtual_size");
+  return sizeCell(im, "size_bytes");
+}
+
+// GET /api/v1/images -> NAME KIND STATE SIZE OWNER. OWNER is "-" for a public
+// image (owner_kind ""), whom everyone sees.
 inline View imageListView(const nlohmann::json &body) {
-  View v{{"NAME", "KIND", "KERNEL", "INITRD", "APPEND"}, {}};
+  View v{{"NAME", "KIND", "STATE", "SIZE", "OWNER"}, {}};
   for (const auto &im : listOf(body, "images"))
-    v.rows.push_back({field(im, "name"), field(im, "kind"), field(im, "kernel"),
-                      field(im, "initrd"), field(im, "append")});
+    v.rows.push_back({field(im, "name"), field(im, "kind"), field(im, "state"),
+                      imageSizeCell(im), field(im, "owner")});
   return v;
 }
 inline std::string formatImageList(const nlohmann::json &body) {
   return renderView(imageListView(body), "table");
 }
 
+// GET /api/v1/vms/{name}/disks -> NAME SIZE POOL FORMAT ENCRYPTED BACKING
+inline View diskListView(const nlohmann::json &body) {
+  View v{{"NAME", "SIZE", "POOL", "FORMAT", "ENCRYPTED", "BACKING"}, {}};
+  for (const auto &d : listOf(body, "disks"))
+    v.rows.push_back({field(d, "name"), sizeCell(d, "size_bytes"),
+                      field(d, "pool"), field(d, "format"),
+                      field(d, "encrypted"), field(d, "backing_image")});
+  return v;
+}
+
+// "4.0 GiB (4294967296 bytes)": the size to read and the exact one (what a
+// resize compares against).
+inline std::string exactSizeCell(const nlohmann::json &obj,
+                                 std::string_view key) {
+  std::string human = sizeCell(obj, key);
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer() || it->get<int64_t>() < 0)
+    return human;
+  return fmt::format("{} ({} bytes)", human, it->get<uint64_t>());
+}
+
+// The same object with its byte sizes written for people.
+inline nlohmann::json withReadableSizes(nlohmann::json obj,
+                                        std::initializer_list<const char *> keys) {
+  if (!obj.is_object())
+    return obj;
+  for (const char *k : keys)
+    if (obj.contains(k) && obj[k].is_number_integer())
+      obj[k] = exactSizeCell(obj, k);
+  return obj;
+}
+
+// One disk (POST/PATCH answers, `disk add|resize|rekey -o`).
+inline View diskView(const nlohmann::json &d) {
+  return objectView(withReadableSizes(d, {"size_bytes"}),
+                    {"name", "size_bytes", "pool", "format", "encrypted",
+                     "backing_image", "path", "created_at"});
+}
+
+// A VM's disks on one line of `vm info`: "disk0 4.0 GiB default qcow2
+// encrypted backing=debian-12; disk1 10 GiB fast qcow2".
+inline std::string disksSummary(const nlohmann::json &disks) {
+  if (!disks.is_array())
+    return cell(disks);
+  std::string out;
+  for (const auto &d : disks) {
+    std::string one = fmt::format("{} {} {} {}", field(d, "name"),
+                                  sizeCell(d, "size_bytes"), field(d, "pool"),
+                                  field(d, "format"));
+    if (d.is_object() && d.contains("encrypted") && d["encrypted"].is_boolean() &&
+        d["encrypted"].get<bool>())
+      one += " encrypted";
+    if (std::string b = field(d, "backing_image"); b != "-")
+      one += " backing=" + b;
+    out += (out.empty() ? "" : "; ") + one;
+  }
+  return out.empty() ? "-" : out;
+}
+
 inline View vmInfoView(const nlohmann::json &vm) {
-  return objectView(vm, {"name", "state", "state_reason", "owner", "owner_kind",
-                         "administrator", "contact", "description", "image",
-                         "memory", "vcpus", "disk_gib", "on_crash", "pid",
-                         "accelerator", "uuid", "version", "created_at"});
+  nlohmann::json shown = vm;
+  if (shown.is_object() && shown.contains("disks"))
+    shown["disks"] = disksSummary(shown["disks"]);
+  return objectView(shown, {"name", "state", "state_reason", "owner",
+                            "owner_kind", "administrator", "contact",
+                            "description", "image", "memory", "vcpus",
+                            "disk_gib", "disks", "cdrom", "boot_cdrom",
+                            "on_crash", "pid", "accelerator", "uuid",
+                            "version", "created_at"});
 }
 inline std::string formatVmInfo(const nlohmann::json &vm) {
   return renderView(vmInfoView(vm), "table");
 }
 
 inline View imageInfoView(const nlohmann::json &im) {
-  return objectView(im, {"name", "kind", "kernel", "initrd", "append",
-                         "size_bytes", "created_at"});
+  return objectView(withReadableSizes(im, {"size_bytes", "virtual_size"}),
+                    {"name", "kind", "state", "owner_kind", "owner",
+                     "description", "size_bytes", "virtual_size", "format",
+                     "sha256", "kernel", "initrd", "append", "created_at"});
 }
 inline std::string formatImageInfo(const nlohmann::json &im) {
   return renderView(imageInfoView(im), "table");

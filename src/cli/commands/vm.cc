@@ -1,5 +1,5 @@
-// `corral vm
-// create|list|info|modify|start|stop|reboot|pause|resume|delete|log`. Parses
+// `corral vm create|list|info|modify|start|stop|reboot|pause|resume|cdrom|
+// delete|log`. Parses
 // and checks what the client can (names go into URLs encoded, --memory accepts
 // M/G suffixes); every rule about VMs is the daemon's. start, stop, reboot (and
 // create --start) answer 202 with an operation: the CLI waits for it and then
@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -68,8 +71,10 @@ int usageError(const Error &e) {
 
 struct CreateArgs {
   std::string name, image, memory, onCrash, owner, contact, description, output;
+  std::string cdrom, pool;
+  std::vector<std::string> disks; // sizes as given ("4G"); the daemon parses
   unsigned vcpus = 1;
-  bool start = false, noWait = false;
+  bool start = false, noWait = false, encrypt = false, fullClone = false;
 };
 
 struct ModifyArgs {
@@ -79,8 +84,13 @@ struct ModifyArgs {
   uint64_t ifVersion = 0;
 };
 
+// The storage options of `vm create`, handed to its action.
+struct StorageFlags {
+  CLI::Option *disks, *encrypt, *fullClone, *cdrom, *pool;
+};
+
 struct ActionArgs {
-  std::string name, output;
+  std::string name, output, cdrom;
   bool force = false, noWait = false;
   unsigned timeout = 0;
 };
@@ -113,15 +123,30 @@ void addVmCommands(CLI::App &app, Context &ctx) {
       create->add_option("--contact", ca->contact, "Contact email for this VM");
   auto *descOpt =
       create->add_option("--description", ca->description, "Free text");
+  auto *disksOpt = create->add_option(
+      "--disk", ca->disks,
+      "A disk of this size (4G, 512M, 10GiB, 1T; repeat for more). With a "
+      "disk image the first grows its clone")
+      ->allow_extra_args(false); // one size per --disk: `--disk 4G web1`
+  auto *encryptOpt =
+      create->add_flag("--encrypt", ca->encrypt, "Encrypt every disk (LUKS)");
+  auto *fullCloneOpt = create->add_flag(
+      "--full-clone", ca->fullClone,
+      "Copy the disk image instead of a linked clone");
+  auto *cdromOpt = create->add_option("--cdrom", ca->cdrom,
+                                      "An ISO image to put in the CD drive");
+  auto *poolOpt =
+      create->add_option("--pool", ca->pool, "Storage pool for its disks");
   create->add_flag("--start", ca->start, "Start the VM once created");
   create->add_flag(
       "--no-wait", ca->noWait,
       "With --start: print the start operation instead of waiting for it");
   addOutputOption(*create, ca->output);
+  StorageFlags sf{disksOpt, encryptOpt, fullCloneOpt, cdromOpt, poolOpt};
   create->callback(
-      [&ctx, ca, vcpusOpt, onCrashOpt, ownerOpt, contactOpt, descOpt] {
+      [&ctx, ca, vcpusOpt, onCrashOpt, ownerOpt, contactOpt, descOpt, sf] {
         ctx.action = [&ctx, ca, vcpusOpt, onCrashOpt, ownerOpt, contactOpt,
-                      descOpt] {
+                      descOpt, sf] {
           auto mem = parseMemoryMib(ca->memory);
           if (!mem)
             return usageError(mem.error());
@@ -139,6 +164,16 @@ void addVmCommands(CLI::App &app, Context &ctx) {
             body["contact"] = ca->contact;
           if (descOpt->count() > 0)
             body["description"] = ca->description;
+          if (sf.disks->count() > 0)
+            body["disks"] = ca->disks;
+          if (sf.encrypt->count() > 0)
+            body["encrypt"] = ca->encrypt;
+          if (sf.fullClone->count() > 0)
+            body["full_clone"] = ca->fullClone;
+          if (sf.cdrom->count() > 0)
+            body["cdrom"] = ca->cdrom;
+          if (sf.pool->count() > 0)
+            body["pool"] = ca->pool;
           HttpResponse resp;
           if (int rc = callApi(ctx, "POST", "/api/v1/vms", body, &resp))
             return rc;
@@ -249,6 +284,8 @@ void addVmCommands(CLI::App &app, Context &ctx) {
 
   // start, reboot (operations), pause, resume (immediate): POST
   // .../actions/<verb>.
+  // start and reboot take --cdrom ISO: boot that CD this time (a reboot with
+  // it restarts QEMU).
   struct Verb {
     const char *name;
     const char *help;
@@ -262,16 +299,24 @@ void addVmCommands(CLI::App &app, Context &ctx) {
     auto args = std::make_shared<ActionArgs>();
     auto *cmd = vm->add_subcommand(v.name, v.help);
     cmd->add_option("NAME", args->name, "VM name")->required();
-    if (v.operation)
+    CLI::Option *bootCdOpt = nullptr;
+    if (v.operation) {
       cmd->add_flag("--no-wait", args->noWait,
                     "Print the operation instead of waiting for it");
+      bootCdOpt = cmd->add_option(
+          "--cdrom", args->cdrom,
+          "Put this ISO image in the CD drive and boot from it this time");
+    }
     addOutputOption(*cmd, args->output);
-    cmd->callback([&ctx, args, v] {
-      ctx.action = [&ctx, args, v] {
+    cmd->callback([&ctx, args, v, bootCdOpt] {
+      ctx.action = [&ctx, args, v, bootCdOpt] {
+        std::optional<nlohmann::json> body;
+        if (bootCdOpt != nullptr && bootCdOpt->count() > 0)
+          body = nlohmann::json{{"cdrom", args->cdrom}};
         HttpResponse resp;
         if (int rc =
                 callApi(ctx, "POST", vmPath(args->name) + "/actions/" + v.name,
-                        std::nullopt, &resp))
+                        body, &resp))
           return rc;
         return finishVmChange(ctx, resp, args->output, args->noWait, args->name,
                               fmt::format("{} vm {}", v.done, args->name));
@@ -313,6 +358,43 @@ void addVmCommands(CLI::App &app, Context &ctx) {
         return rc;
       return finishVmChange(ctx, resp, sa->output, sa->noWait, sa->name,
                             "stopped vm " + sa->name);
+    };
+  });
+
+  // cdrom insert VM ISO | eject VM: the VM's one CD drive, now when it runs
+  // and for its next start.
+  auto *cdrom = vm->add_subcommand("cdrom", "Change the CD in a VM's drive");
+  cdrom->require_subcommand(1);
+  auto ins = std::make_shared<ActionArgs>();
+  auto *insert =
+      cdrom->add_subcommand("insert", "Put an ISO image in the CD drive");
+  insert->add_option("VM", ins->name, "VM name")->required();
+  insert->add_option("ISO", ins->cdrom, "ISO image name")->required();
+  addOutputOption(*insert, ins->output);
+  insert->callback([&ctx, ins] {
+    ctx.action = [&ctx, ins] {
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "PUT", vmPath(ins->name) + "/cdrom",
+                           nlohmann::json{{"image", ins->cdrom}}, &resp))
+        return rc;
+      return printChange(
+          resp, ins->output,
+          fmt::format("inserted {} into vm {}", ins->cdrom, ins->name),
+          vmInfoView);
+    };
+  });
+  auto ej = std::make_shared<ActionArgs>();
+  auto *eject = cdrom->add_subcommand("eject", "Empty the CD drive");
+  eject->add_option("VM", ej->name, "VM name")->required();
+  addOutputOption(*eject, ej->output);
+  eject->callback([&ctx, ej] {
+    ctx.action = [&ctx, ej] {
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "DELETE", vmPath(ej->name) + "/cdrom",
+                           std::nullopt, &resp))
+        return rc;
+      return printChange(resp, ej->output, "ejected the cd of vm " + ej->name,
+                         vmInfoView);
     };
   });
 

@@ -71,10 +71,11 @@ TEST(Table, VmList) {
 
 TEST(Table, ImageList) {
   auto body = nlohmann::json::parse(R"({"images": [
-    {"name": "tiny", "kind": "direct-boot", "kernel": "/k/vmlinuz", "initrd": "", "append": "console=ttyS0"}]})");
+    {"name": "tiny", "kind": "direct-boot", "state": "ready", "kernel": "/k/vmlinuz",
+     "initrd": "", "append": "console=ttyS0", "size_bytes": 5242880, "owner_kind": "", "owner": ""}]})");
   EXPECT_EQ(formatImageList(body),
-            "NAME   KIND          KERNEL       INITRD   APPEND\n"
-            "tiny   direct-boot   /k/vmlinuz   -        console=ttyS0\n");
+            "NAME   KIND          STATE   SIZE      OWNER\n"
+            "tiny   direct-boot   ready   5.0 MiB   -\n");
 }
 
 TEST(KeyValues, VmInfoOrdersKnownKeysAndKeepsUnknownOnes) {

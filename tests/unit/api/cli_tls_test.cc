@@ -6,12 +6,16 @@
 // the token); without a pin the self-signed certificate is refused as
 // untrusted; probeCertificate reports the fingerprint and that no CA vouches
 // for it; and the WebSocket client follows a stream over TLS until the server
-// closes it, refusing a wrong pin the same way.
+// closes it, refusing a wrong pin the same way. An upload (image import to a
+// remote) streams its file over the pinned connection with the token.
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -181,6 +185,33 @@ TEST(CliTls, PinnedFingerprintIsAcceptedAndCarriesTheToken) {
   EXPECT_EQ(r->status, 200);
   auto j = nlohmann::json::parse(r->body);
   EXPECT_EQ(j["target"], "/api/v1/whoami");
+  ASSERT_EQ(server.requests(), 1);
+  EXPECT_EQ(server.authHeaders()[0], "Bearer crl_test_token");
+}
+
+// The streamed upload of `image import` to a remote: the same pin check, the
+// token, and the whole body read by a server that never sends "100 Continue".
+TEST(CliTls, UploadStreamsOverThePinnedConnection) {
+  TlsServer server;
+  char tmpl[] = "/tmp/corral-upload-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  std::string data(300000, 'x');
+  ASSERT_EQ(::write(fd, data.data(), data.size()), ssize_t(data.size()));
+  ::close(fd);
+  UploadOptions opts;
+  opts.continueWait = std::chrono::milliseconds(1);
+  opts.chunkBytes = 65536;
+  uint64_t last = 0;
+  auto r = HttpClient(server.target(server.fingerprint()))
+               .upload("PUT", "/api/v1/images/x/file?kind=iso", tmpl, {},
+                       [&](uint64_t done, uint64_t) { last = done; }, opts);
+  ::unlink(tmpl);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["target"],
+            "/api/v1/images/x/file?kind=iso");
+  EXPECT_EQ(last, data.size());
   ASSERT_EQ(server.requests(), 1);
   EXPECT_EQ(server.authHeaders()[0], "Bearer crl_test_token");
 }
