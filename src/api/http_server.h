@@ -59,6 +59,12 @@ struct HttpServerOptions {
   // ---- limits (each bounds what one peer can cost the others)
   size_t maxHeaderBytes = 8 << 10;  // request line + headers; larger: 431, then close
   size_t maxBodyBytes = 1 << 20;    // larger bodies get 413 and the connection closes
+  // Upload routes (Router::addUpload): bodies are streamed into a new 0600 file
+  // in uploadDir (must exist; "" refuses every upload with 503), up to
+  // maxUploadBytes (413 beyond). Instead of requestTimeout, an upload may take
+  // as long as it keeps sending: each read must arrive within idleTimeout.
+  std::string uploadDir;
+  uint64_t maxUploadBytes = uint64_t(64) << 30;
   // A request must arrive whole (headers and body) within this time of its first
   // byte (of the connection, for the first request), or the connection closes
   // without an answer: a slowloris peer holds a connection slot for no longer.

@@ -1,31 +1,40 @@
 // One connection of the HTTP transport, over the unix socket or over TLS: the
-// request loop (Session) and, after an upgrade, the WebSocket (WsConnection).
-// Both are templates over the stream so that the unix and TLS paths are the same
-// code; see http_server.h for the rules they keep.
+// request loop (Session) and, after an upgrade, the WebSocket (WsConnection, in
+// http_ws_connection.h). Both are templates over the stream so that the unix and
+// TLS paths are the same code; see http_server.h for the rules they keep.
 //
 // Threads: everything that touches a socket runs on that connection's strand. A
 // request goes to the handler pool with the session waiting (nothing else is read
 // or written meanwhile: no pipelining), and the response is posted back to the
 // strand. Nothing ever waits on a peer: every read and write has a deadline, and
 // a WebSocket's send queue is bounded instead of blocking its senders.
+//
+// A request is read header first. On an upload route (Router::addUpload) the
+// peer is authenticated and admitted on the pool before a body byte is read,
+// then the body streams into a file in uploadDir, read by read, each within the
+// idle timeout; any other request reads its body into memory within the request
+// deadline, as before.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <fcntl.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
-#include <deque>
-#include <mutex>
+#include <cstring>
+#include <limits>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -36,15 +45,14 @@
 
 #include "api/http_error.h"
 #include "api/http_server_impl.h"
+#include "api/http_ws_connection.h"
 #include "api/tls.h"
+#include "util/crypto.h"
+#include "util/unique_fd.h"
 
 namespace corral::api::detail {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-using Clock = std::chrono::steady_clock;
 using UnixStream = beast::basic_stream<Local, Strand>;
 using TlsStream = beast::ssl_stream<beast::basic_stream<Tcp, Strand>>;
 
@@ -59,22 +67,20 @@ constexpr size_t kReadChunk = 4096;
 // destroys the response in flight (a 413 to a large upload).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
-// Who is on the other end, read once per connection.
-struct Peer {
-  uid_t uid = (uid_t)-1;  // unix
-  pid_t pid = 0;          // unix
-  std::string address;    // TLS
-  std::string certEmail;  // TLS, a verified client certificate's
-
-  std::string describe() const {
-    if (!address.empty()) return fmt::format("addr={}", address);
-    return fmt::format("uid={}", uid == (uid_t)-1 ? -1L : static_cast<long>(uid));
+// A new, empty 0600 file with an unguessable name in dir, for an upload's body:
+// its path and descriptor.
+Result<std::pair<std::string, util::UniqueFd>> createUploadFile(const std::string& dir) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto random = util::randomBytes(12);
+    if (!random) return random.error();
+    std::string path = dir + "/upload-";
+    for (unsigned char c : *random) path += fmt::format("{:02x}", c);
+    util::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (fd) return std::pair{std::move(path), std::move(fd)};
+    if (errno != EEXIST)
+      return Error::internal(fmt::format("cannot create an upload file in {}: {}", dir, std::strerror(errno)));
   }
-};
-
-template <class S>
-auto& lowest(S& s) {
-  return beast::get_lowest_layer(s);
+  return Error::internal(fmt::format("cannot create an upload file in {}: every name tried exists", dir));
 }
 
 // Whether a WebSocket upgrade from this origin may proceed: no Origin (not a
@@ -94,288 +100,6 @@ bool originAllowed(const Request& req, const std::vector<std::string>& allowed) 
 }
 
 // --------------------------------------------------------------------------
-// WebSocket
-
-template <class Stream>
-class WsConnection : public WebSocket, public Connection, public std::enable_shared_from_this<WsConnection<Stream>> {
- public:
-  WsConnection(ConnectionSlot slot, Stream&& stream, Strand strand, Peer peer, std::string requestId, std::string path)
-      : srv_(slot.serverPtr()),
-        slot_(std::move(slot)),
-        strand_(std::move(strand)),
-        ws_(std::move(stream)),
-        writeTimer_(strand_),
-        peer_(std::move(peer)),
-        requestId_(std::move(requestId)),
-        path_(std::move(path)),
-        opened_(Clock::now()) {}
-
-  ~WsConnection() override { srv_->untrack(this); }
-
-  // On the strand, with the upgrade request the session read.
-  void start(http::request<http::string_body> upgradeReq, WsAccept accept) {
-    srv_->track(this, this->weak_from_this());
-    const auto& o = srv_->opts;
-    lowest(ws_).expires_never();  // the WebSocket's own timeouts take over
-    websocket::stream_base::timeout t{};
-    t.handshake_timeout = o.writeTimeout;  // also bounds the closing handshake
-    t.idle_timeout = 2 * o.wsPingInterval;  // a ping after half of it
-    t.keep_alive_pings = true;
-    ws_.set_option(t);
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "corrald"); }));
-    ws_.read_message_max(o.maxWsMessageBytes);
-    ws_.auto_fragment(false);
-    upgradeReq_ = std::move(upgradeReq);
-    ws_.async_accept(upgradeReq_, [self = this->shared_from_this(), accept = std::move(accept)](
-                                      beast::error_code ec) mutable { self->onAccepted(ec, std::move(accept)); });
-  }
-
-  bool send(std::string data, bool binary) override {
-    bool startWriting = false;
-    {
-      std::lock_guard lock(mu_);
-      if (closed_) return false;
-      if (queuedBytes_ + data.size() > srv_->opts.maxWsQueueBytes) {
-        closed_ = true;
-        spdlog::warn("ws {} {}: peer is not keeping up ({} bytes queued, limit {}); dropping it", path_,
-                     peer_.describe(), queuedBytes_ + data.size(), srv_->opts.maxWsQueueBytes);
-        asio::post(strand_, [self = this->shared_from_this()] { self->hardClose(); });
-        return false;
-      }
-      queuedBytes_ += data.size();
-      queue_.push_back(Message{std::move(data), binary});
-      if (!writing_) writing_ = startWriting = true;
-    }
-    if (startWriting) asio::post(strand_, [self = this->shared_from_this()] { self->writeNext(); });
-    return true;
-  }
-
-  void close(std::string reason) override {
-    bool startWriting = false;
-    {
-      std::lock_guard lock(mu_);
-      if (closed_) return;
-      closed_ = true;
-      closing_ = true;
-      closeReason_ = std::move(reason);
-      if (!writing_) writing_ = startWriting = true;
-    }
-    // Queued messages go first, then the close frame.
-    if (startWriting) asio::post(strand_, [self = this->shared_from_this()] { self->writeNext(); });
-  }
-
-  bool closed() const override { return closed_; }
-
-  void onMessage(std::function<void(std::string, bool)> cb) override {
-    std::lock_guard lock(mu_);
-    onMessage_ = std::move(cb);
-  }
-
-  void onClose(std::function<void()> cb) override {
-    std::lock_guard lock(mu_);
-    onClose_ = std::move(cb);
-  }
-
-  void shutdown() override {
-    asio::post(strand_, [self = this->shared_from_this()] { self->hardClose(); });
-  }
-
- private:
-  struct Message {
-    std::string data;
-    bool binary;
-  };
-
-  void onAccepted(beast::error_code ec, WsAccept accept) {
-    if (ec) {
-      spdlog::debug("ws {} {}: upgrade failed: {}", path_, peer_.describe(), ec.message());
-      return finish("upgrade failed");
-    }
-    spdlog::info("ws {} open {} req={}", path_, peer_.describe(), requestId_);
-    std::unique_lock lock(srv_->mu);  // stop() takes it too: no post to a joined pool
-    if (srv_->stopped) {
-      lock.unlock();
-      hardClose();
-      return finish("server stopping");
-    }
-    // The route's accept runs on a handler thread (it may subscribe, look things
-    // up); reading starts only once it has set the callbacks.
-    asio::post(srv_->pool, [self = this->shared_from_this(), accept = std::move(accept)] {
-      RequestIdScope scope(self->requestId_);
-      try {
-        accept(self);
-      } catch (const std::exception& e) {
-        spdlog::error("ws {}: accept threw: {} req={}", self->path_, e.what(), self->requestId_);
-        self->close("internal error");
-      } catch (...) {
-        spdlog::error("ws {}: accept threw req={}", self->path_, self->requestId_);
-        self->close("internal error");
-      }
-      asio::post(self->strand_, [self] { self->readNext(); });
-    });
-  }
-
-  void readNext() {
-    ws_.async_read(rbuf_, [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
-  }
-
-  void onRead(beast::error_code ec) {
-    if (ec) {
-      std::string why = ec == websocket::error::closed ? "closed by peer" : ec.message();
-      if (hardClosed_) why = dropped_ ? "dropped" : "closed";
-      return finish(why);
-    }
-    std::string data = beast::buffers_to_string(rbuf_.data());
-    rbuf_.consume(rbuf_.size());
-    bool binary = ws_.got_binary();
-    std::function<void(std::string, bool)> cb;
-    {
-      std::lock_guard lock(mu_);
-      cb = onMessage_;
-    }
-    if (cb) {
-      try {
-        cb(std::move(data), binary);
-      } catch (const std::exception& e) {
-        spdlog::error("ws {}: onMessage threw: {} req={}", path_, e.what(), requestId_);
-      }
-    }
-    readNext();
-  }
-
-  // On the strand: the next queued message, or the close frame once the queue is
-  // empty after close(), or nothing.
-  void writeNext() {
-    Message* m = nullptr;
-    bool sendClose = false;
-    {
-      std::lock_guard lock(mu_);
-      if (hardClosed_) {
-        writing_ = false;
-        return;
-      }
-      if (queue_.empty()) {
-        writing_ = false;
-        if (closing_ && !closeSent_) sendClose = closeSent_ = true;
-      } else {
-        m = &queue_.front();  // stays put: deque::push_back keeps references valid
-      }
-    }
-    if (sendClose) {
-      armWriteTimer();
-      ws_.async_close(websocket::close_reason(websocket::close_code::normal, closeReason_),
-                      [self = this->shared_from_this()](beast::error_code ec) {
-                        self->writeTimer_.cancel();
-                        if (ec) self->hardClose();  // the read then ends, and finish() runs
-                      });
-      return;
-    }
-    if (m == nullptr) return;
-    ws_.binary(m->binary);
-    armWriteTimer();
-    ws_.async_write(asio::buffer(m->data), [self = this->shared_from_this()](beast::error_code ec, size_t) {
-      self->writeTimer_.cancel();
-      if (ec) {
-        self->hardClose();
-        std::lock_guard lock(self->mu_);
-        self->writing_ = false;
-        return;
-      }
-      {
-        std::lock_guard lock(self->mu_);
-        self->queuedBytes_ -= self->queue_.front().data.size();
-        self->queue_.pop_front();
-        ++self->sent_;
-      }
-      self->writeNext();
-    });
-  }
-
-  void armWriteTimer() {
-    writeTimer_.expires_after(srv_->opts.writeTimeout);
-    writeTimer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
-      if (ec) return;  // cancelled: the write finished
-      spdlog::info("ws {} {}: a write took over {} ms; closing", self->path_, self->peer_.describe(),
-                   self->srv_->opts.writeTimeout.count());
-      self->hardClose();
-    });
-  }
-
-  // On the strand: closes the socket now, without a closing handshake. Pending
-  // operations fail, and the read's failure runs finish().
-  void hardClose() {
-    {
-      std::lock_guard lock(mu_);
-      if (hardClosed_) return;
-      hardClosed_ = true;
-      dropped_ = closed_ && !closing_;  // send() past the queue limit
-      closed_ = true;
-    }
-    writeTimer_.cancel();
-    beast::error_code ec;
-    lowest(ws_).socket().shutdown(asio::socket_base::shutdown_both, ec);
-    lowest(ws_).close();
-  }
-
-  // On the strand, once per connection, however it ends.
-  void finish(const std::string& why) {
-    std::function<void()> cb;
-    {
-      std::lock_guard lock(mu_);
-      if (finished_) return;
-      finished_ = true;
-      closed_ = true;
-      cb = std::move(onClose_);
-      // Routes' callbacks usually hold this socket: dropping them breaks the cycle.
-      onClose_ = nullptr;
-      onMessage_ = nullptr;
-      queue_.clear();
-      queuedBytes_ = 0;
-    }
-    if (!hardClosed_) hardClose();
-    slot_.reset();  // the socket is closed: room for another, even while a route still holds this object
-    double s = std::chrono::duration<double>(Clock::now() - opened_).count();
-    spdlog::info("ws {} closed {} ({}) after {:.1f}s, {} messages sent req={}", path_, peer_.describe(), why, s, sent_,
-                 requestId_);
-    if (cb) {
-      try {
-        cb();
-      } catch (const std::exception& e) {
-        spdlog::error("ws {}: onClose threw: {} req={}", path_, e.what(), requestId_);
-      }
-    }
-  }
-
-  std::shared_ptr<HttpServerImpl> srv_;
-  std::optional<ConnectionSlot> slot_;
-  Strand strand_;
-  websocket::stream<Stream> ws_;
-  asio::steady_timer writeTimer_;
-  http::request<http::string_body> upgradeReq_;
-  beast::flat_buffer rbuf_;
-  Peer peer_;
-  std::string requestId_;
-  std::string path_;
-  Clock::time_point opened_;
-  uint64_t sent_ = 0;
-
-  mutable std::mutex mu_;  // guards everything below
-  std::deque<Message> queue_;
-  size_t queuedBytes_ = 0;
-  bool writing_ = false;  // a writeNext chain is posted or in flight
-  bool closing_ = false;  // close() was called: the close frame follows the queue
-  bool closeSent_ = false;
-  bool hardClosed_ = false;
-  bool dropped_ = false;
-  bool finished_ = false;
-  std::atomic<bool> closed_{false};
-  std::string closeReason_;
-  std::function<void(std::string, bool)> onMessage_;
-  std::function<void()> onClose_;
-};
-
-// --------------------------------------------------------------------------
 // HTTP
 
 template <class Stream>
@@ -388,7 +112,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
         stream_(std::move(stream)),
         peer_(std::move(peer)) {}
 
-  ~Session() override { srv_->untrack(this); }
+  ~Session() override {
+    removeUpload();  // a connection that ended mid-upload
+    srv_->untrack(this);
+  }
 
   void start() {
     srv_->track(this, this->weak_from_this());
@@ -433,7 +160,11 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     if (srv_->stopped) return closeNow();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(std::min<size_t>(opts().maxHeaderBytes, UINT32_MAX)));
-    parser_->body_limit(opts().maxBodyBytes);
+    // No body limit while the header is read: the route, known only then,
+    // decides it (onHeader compares a Content-Length itself: Beast would only
+    // compare it with the limit set when the header completes). Not boost::none:
+    // Beast 1.74 compares a Content-Length with it as greater than "none".
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     if (served_ == 0 || buffer_.size() > 0) return readRequest();
     // Between requests: wait up to the idle timeout for the next one to begin;
     // the request deadline starts with its first byte.
@@ -448,44 +179,84 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
 
   void readRequest() {
     lowest(stream_).expires_after(opts().requestTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onHeader(ec); });
+  }
+
+  // The header is in: an upload route goes its own way (admitUpload); any other
+  // request reads its body, still within the request deadline.
+  void onHeader(beast::error_code ec) {
+    if (ec) return readFailed(ec, false);
+    fillRequest(parser_->get());
+    if (req_.path.empty() || req_.path.front() != '/')
+      return protocolError(400, Error::invalidInput("path", req_.path, "must be an absolute path"), &req_);
+    if (const auto* route = srv_->router->matchUpload(req_)) return admitUpload(*route);
+    if (auto len = parser_->content_length(); len && *len > opts().maxBodyBytes)
+      return bodyTooLarge(opts().maxBodyBytes);
+    parser_->body_limit(opts().maxBodyBytes);  // a chunked body is counted as it comes
+    if (!parser_->is_done()) {
+      sendContinueThen([self = this->shared_from_this()] {
+        http::async_read(self->stream_, self->buffer_, *self->parser_,
+                         [self](beast::error_code e, size_t) { self->onRead(e); });
+      });
+      return;
+    }
+    onRead({});
   }
 
   void onRead(beast::error_code ec) {
+    if (ec) return readFailed(ec, false);
+    lowest(stream_).expires_never();  // the handler may take long; the peer waits
+    ++served_;
+    auto& msg = parser_->get();
+    req_.body = std::move(msg.body());
+    bool upgrade = websocket::is_upgrade(msg);
+    std::lock_guard lock(srv_->mu);  // stop() takes it too: no post to a joined pool
+    if (srv_->stopped) return closeNow();
+    asio::post(srv_->pool, [self = this->shared_from_this(), upgrade] { self->handle(upgrade); });
+  }
+
+  // A failed header or body read (upload: the body's file is removed first).
+  void readFailed(beast::error_code ec, bool upload) {
+    if (upload) removeUpload();
     if (ec == http::error::header_limit) {
       return protocolError(
           431, Error::invalidInput("headers", "",
                                    fmt::format("request headers exceed the limit of {} bytes", opts().maxHeaderBytes)));
     }
-    if (ec == http::error::body_limit) {
-      Error e = Error::invalidInput("body", "",
-                                    fmt::format("request body exceeds the limit of {} bytes", opts().maxBodyBytes));
-      Request r;  // the header was read: log what was refused
-      if (parser_->is_header_done()) {
-        const auto& h = parser_->get();
-        r.method = std::string(h.method_string());
-        std::string_view t(h.target().data(), h.target().size());
-        r.path = std::string(t.substr(0, t.find('?')));
-      }
-      return protocolError(413, e, &r);
-    }
+    if (ec == http::error::body_limit) return bodyTooLarge(upload ? opts().maxUploadBytes : opts().maxBodyBytes);
     if (ec == beast::error::timeout) {
-      spdlog::info("http: {} did not send a whole request within {} ms; closing", peer_.describe(),
-                   opts().requestTimeout.count());
+      if (upload)
+        spdlog::info("http {} {}: {} sent nothing for {} ms; dropping the upload req={}", req_.method, req_.path,
+                     peer_.describe(), opts().idleTimeout.count(), req_.requestId);
+      else
+        spdlog::info("http: {} did not send a whole request within {} ms; closing", peer_.describe(),
+                     opts().requestTimeout.count());
       return closeNow();
     }
-    if (ec) {
-      if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
-          ec != http::error::end_of_stream && ec != http::error::partial_message)
-        return protocolError(400, Error::invalidInput("request", "", fmt::format("malformed HTTP: {}", ec.message())));
-      spdlog::debug("http: read from {} ended: {}", peer_.describe(), ec.message());
-      return closeNow();
+    if (upload && ec.category() == boost::system::system_category() &&
+        (ec.value() == ENOSPC || ec.value() == EDQUOT || ec.value() == EFBIG || ec.value() == EIO)) {
+      // Writing the file failed (the socket's errors are not these).
+      std::string why = fmt::format("writing the upload into {}: {}", opts().uploadDir, ec.message());
+      bool full = ec.value() == ENOSPC || ec.value() == EDQUOT;
+      resp_ = Response::error(full ? Error::unavailable(why) : Error::internal(why), req_.requestId);
+      return refuse();
     }
-    lowest(stream_).expires_never();  // the handler may take long; the peer waits
-    ++served_;
-    auto& msg = parser_->get();
+    if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return protocolError(400, Error::invalidInput("request", "", fmt::format("malformed HTTP: {}", ec.message())),
+                           upload ? &req_ : nullptr);
+    spdlog::debug("http: read from {} ended: {}", peer_.describe(), ec.message());
+    closeNow();
+  }
 
+  void bodyTooLarge(uint64_t limit) {
+    auto why = fmt::format("request body exceeds the limit of {} bytes", limit);
+    protocolError(413, Error::invalidInput("body", "", why), &req_);
+  }
+
+  // req_ from a request's header; the body comes later.
+  void fillRequest(const http::request<http::string_body>& msg) {
     req_ = Request{};
     req_.method = std::string(msg.method_string());
     std::string_view target(msg.target().data(), msg.target().size());
@@ -497,7 +268,6 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       req_.headers[std::move(name)] = std::string(f.value());
     }
-    req_.body = std::move(msg.body());
     req_.transport = kIsTls<Stream> ? "tls" : "unix";
     req_.peerUid = peer_.uid;
     req_.peerPid = peer_.pid;
@@ -507,14 +277,121 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     keepAlive_ = msg.keep_alive();
     version_ = msg.version();
     started_ = Clock::now();
+  }
 
-    if (req_.path.empty() || req_.path.front() != '/')
-      return protocolError(400, Error::invalidInput("path", req_.path, "must be an absolute path"), &req_);
+  // On the strand: "100 Continue" first when the client waits for it before
+  // sending its body (curl does, for a second, for bodies over 1 MiB), then next.
+  // The stream's current deadline bounds the write.
+  template <class F>
+  void sendContinueThen(F next) {
+    if (version_ < 11 || ::strcasecmp(req_.header("expect").c_str(), "100-continue") != 0) return next();
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                      [self = this->shared_from_this(), next = std::move(next)](beast::error_code ec, size_t) mutable {
+                        if (ec) return self->closeNow();
+                        next();
+                      });
+  }
 
-    bool upgrade = websocket::is_upgrade(msg);
-    std::lock_guard lock(srv_->mu);  // stop() takes it too: no post to a joined pool
+  // ---- upload routes: authenticate and admit with only the header read, then
+  // stream the body into a file in uploadDir, then run the handler.
+
+  void admitUpload(const Router::UploadRoute& route) {
+    uploadRoute_ = &route;
+    lowest(stream_).expires_never();  // the peer waits for the verdict
+    std::lock_guard lock(srv_->mu);
     if (srv_->stopped) return closeNow();
-    asio::post(srv_->pool, [self = this->shared_from_this(), upgrade] { self->handle(upgrade); });
+    asio::post(srv_->pool, [self = this->shared_from_this()] {
+      RequestIdScope scope(self->req_.requestId);
+      bool admitted = false;
+      self->resp_ = self->runHandler([&] {
+        if (self->uploadRoute_->admit) {
+          if (auto refused = self->uploadRoute_->admit(self->req_)) return std::move(*refused);
+        }
+        admitted = true;
+        return Response{};
+      });
+      asio::post(self->strand_, [self, admitted] { admitted ? self->startUpload() : self->refuse(); });
+    });
+  }
+
+  void startUpload() {
+    if (srv_->stopped) return closeNow();
+    if (opts().uploadDir.empty()) {
+      resp_ = Response::error(Error::unavailable("this server takes no uploads (no upload directory is set)"),
+                              req_.requestId);
+      return refuse();
+    }
+    if (auto len = parser_->content_length(); len && *len > opts().maxUploadBytes)
+      return bodyTooLarge(opts().maxUploadBytes);
+    auto created = createUploadFile(opts().uploadDir);
+    if (!created) {
+      resp_ = Response::error(created.error(), req_.requestId);
+      return refuse();
+    }
+    uploadPath_ = std::move(created->first);
+    upload_.emplace(std::move(*parser_));  // the header moves over; the body goes to the file
+    parser_.reset();
+    upload_->body_limit(opts().maxUploadBytes);
+    beast::file file;
+    file.native_handle(created->second.release());
+    beast::error_code ec;
+    upload_->get().body().reset(std::move(file), ec);
+    lowest(stream_).expires_after(opts().writeTimeout);
+    sendContinueThen([self = this->shared_from_this()] { self->readUpload(); });
+  }
+
+  // Read by read, each within the idle timeout: a client may take as long as it
+  // keeps sending, one that stalls is dropped.
+  void readUpload() {
+    if (srv_->stopped) {
+      removeUpload();
+      return closeNow();
+    }
+    if (upload_->is_done()) return uploadReceived();
+    lowest(stream_).expires_after(opts().idleTimeout);
+    http::async_read_some(stream_, buffer_, *upload_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->readFailed(ec, true);
+      self->readUpload();
+    });
+  }
+
+  void uploadReceived() {
+    lowest(stream_).expires_never();  // the handler may take long; the peer waits
+    ++served_;
+    beast::error_code ec;
+    auto& body = upload_->get().body();
+    req_.uploadBytes = body.file().size(ec);
+    body.close();
+    req_.uploadFile = uploadPath_;
+    std::lock_guard lock(srv_->mu);
+    if (srv_->stopped) {
+      removeUpload();
+      return closeNow();
+    }
+    asio::post(srv_->pool, [self = this->shared_from_this()] {
+      RequestIdScope scope(self->req_.requestId);
+      self->resp_ = self->runHandler([&] { return self->uploadRoute_->handler(self->req_); }, false);
+      self->removeUpload();  // unless the handler moved it away
+      asio::post(self->strand_, [self] { self->respond(); });
+    });
+  }
+
+  // On the strand, or on the pool while the strand waits for it.
+  void removeUpload() {
+    upload_.reset();  // closes the file
+    if (uploadPath_.empty()) return;
+    if (::unlink(uploadPath_.c_str()) != 0 && errno != ENOENT)
+      spdlog::warn("http: cannot remove the upload file {}: {}", uploadPath_, std::strerror(errno));
+    uploadPath_.clear();
+  }
+
+  // resp_ refuses the request: answered, then the connection closes (its body,
+  // if any, was never read).
+  void refuse() {
+    keepAlive_ = false;
+    lingerAfterWrite_ = true;
+    respond();
   }
 
   // On a pool thread; the strand is idle meanwhile, so req_ and resp_ are ours.
@@ -545,11 +422,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     asio::post(strand_, [self = this->shared_from_this()] { self->respond(); });
   }
 
-  // authenticate, then f, with exceptions turned into a generic 500.
+  // authenticate (unless done already), then f, with exceptions turned into a
+  // generic 500.
   template <class F>
-  Response runHandler(F&& f) {
+  Response runHandler(F&& f, bool authenticate = true) {
     try {
-      if (opts().authenticate) {
+      if (authenticate && opts().authenticate) {
         if (auto refused = opts().authenticate(req_)) return Response::error(*refused, req_.requestId);
       }
       return f();
@@ -650,6 +528,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   Peer peer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  // An upload's body parser (the header moved over from parser_), its file, its route.
+  std::optional<http::request_parser<http::file_body>> upload_;
+  std::string uploadPath_;
+  const Router::UploadRoute* uploadRoute_ = nullptr;
   std::optional<http::response<http::string_body>> res_;
   Request req_;
   Response resp_;

@@ -61,21 +61,77 @@ json toJson(const store::VmRecord& vm) {
             {"state_reason", vm.stateReason}, {"version", vm.version},
             {"owner", vm.owner},         {"owner_kind", vm.ownerKind},
             {"administrator", vm.administrator}, {"contact", vm.contact},
-            {"description", vm.description}, {"disk_gib", vm.diskGib}};
+            {"description", vm.description}, {"disk_gib", vm.diskGib},
+            {"cdrom", vm.cdrom},         {"boot_cdrom", vm.bootCdrom}};
   if (vm.pid) j["pid"] = *vm.pid;
   if (!vm.accel.empty()) j["accelerator"] = vm.accel;
   return j;
 }
 
 json toJson(const store::ImageRecord& image) {
-  return {{"name", image.name},     {"kind", image.kind},          {"kernel", image.kernel},
-          {"initrd", image.initrd}, {"append", image.append},      {"size_bytes", image.sizeBytes},
+  return {{"name", image.name},
+          {"kind", image.kind},
+          {"state", image.state},
+          {"owner_kind", image.ownerKind},
+          {"owner", image.owner},
+          {"description", image.description},
+          {"size_bytes", image.sizeBytes},
+          {"virtual_size", image.virtualSize},
+          {"format", image.format},
+          {"sha256", image.sha256},
+          {"kernel", image.kernel},
+          {"initrd", image.initrd},
+          {"append", image.append},
           {"created_at", image.createdAt}};
+}
+
+// The wrapped key never leaves the daemon.
+json toJson(const store::DiskRecord& disk) {
+  return {{"name", disk.name},
+          {"size_bytes", disk.sizeBytes},
+          {"pool", disk.pool},
+          {"format", disk.format},
+          {"encrypted", disk.encrypted},
+          {"backing_image", disk.backingImage},
+          {"path", disk.path},
+          {"created_at", disk.createdAt}};
+}
+
+json toJson(const store::VmRecord& vm, const std::vector<store::DiskRecord>& disks) {
+  json j = toJson(vm);
+  j["disks"] = json::array();
+  for (const auto& d : disks) j["disks"].push_back(toJson(d));
+  return j;
+}
+
+Result<std::string> sizeField(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::string();
+  if (it->is_number_integer()) return std::to_string(it->get<int64_t>());
+  if (it->is_string()) return it->get<std::string>();
+  return Error::invalidInput(key, it->dump(), "must be a size: bytes, or a string like \"4G\"");
+}
+
+Result<core::DiskRequest> parseDiskRequest(const json& body, std::string_view field, bool allowEmptySize) {
+  core::DiskRequest d;
+  std::string f(field);
+  if (body.is_string() || body.is_number_integer()) {
+    d.size = body.is_string() ? body.get<std::string>() : std::to_string(body.get<int64_t>());
+    return d;
+  }
+  if (!body.is_object()) return Error::invalidInput(f, body.dump(), "must be a size or {\"size\", \"pool\", \"encrypt\"}");
+  for (const auto& [k, v] : body.items())
+    if (k != "size" && k != "pool" && k != "encrypt") return Error::invalidInput(f + "." + k, v.dump(), "unknown field");
+  d.size = CORRAL_TRY(sizeField(body, "size"));
+  if (d.size.empty() && !allowEmptySize) return Error::invalidInput(f.empty() ? "size" : f + ".size", "", "is required");
+  d.pool = CORRAL_TRY(stringField(body, "pool", false));
+  if (body.contains("encrypt")) d.encrypt = CORRAL_TRY(boolField(body, "encrypt"));
+  return d;
 }
 
 Result<core::CreateVmRequest> parseCreateVm(const json& body) {
   CORRAL_TRY(onlyKeys(body, {"name", "image", "memory", "vcpus", "on_crash", "start", "owner", "administrator",
-                             "contact", "description"}));
+                             "contact", "description", "disks", "encrypt", "full_clone", "cdrom", "pool"}));
   core::CreateVmRequest req;
   req.name = CORRAL_TRY(stringField(body, "name", true));
   req.image = CORRAL_TRY(stringField(body, "image", true));
@@ -88,6 +144,15 @@ Result<core::CreateVmRequest> parseCreateVm(const json& body) {
   req.administrator = CORRAL_TRY(stringField(body, "administrator", false));
   req.contact = CORRAL_TRY(stringField(body, "contact", false));
   req.description = CORRAL_TRY(stringField(body, "description", false));
+  if (auto it = body.find("disks"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return Error::invalidInput("disks", it->dump(), "must be a list of sizes");
+    for (size_t i = 0; i < it->size(); ++i)
+      req.disks.push_back(CORRAL_TRY(parseDiskRequest((*it)[i], fmt::format("disks[{}]", i), true)));
+  }
+  req.encrypt = CORRAL_TRY(boolField(body, "encrypt"));
+  req.fullClone = CORRAL_TRY(boolField(body, "full_clone"));
+  req.cdrom = CORRAL_TRY(stringField(body, "cdrom", false));
+  req.pool = CORRAL_TRY(stringField(body, "pool", false));
   return req;
 }
 
@@ -150,13 +215,27 @@ Result<core::StopOptions> parseStop(const json& body) {
   return opts;
 }
 
+Result<core::BootOptions> parseBoot(const json& body) {
+  CORRAL_TRY(onlyKeys(body, {"cdrom"}));
+  return core::BootOptions{CORRAL_TRY(stringField(body, "cdrom", false))};
+}
+
 Result<core::ImportImageRequest> parseImportImage(const json& body) {
-  CORRAL_TRY(onlyKeys(body, {"name", "kernel", "initrd", "append"}));
+  CORRAL_TRY(onlyKeys(body, {"name", "kind", "path", "kernel", "initrd", "append", "owner", "description", "format"}));
   core::ImportImageRequest req;
   req.name = CORRAL_TRY(stringField(body, "name", true));
-  req.kernel = CORRAL_TRY(stringField(body, "kernel", true));
+  req.kernel = CORRAL_TRY(stringField(body, "kernel", false));
+  req.kind = CORRAL_TRY(stringField(body, "kind", false));
+  if (req.kind.empty()) {
+    if (req.kernel.empty()) return Error::invalidInput("kind", "", "is required: disk, iso or direct-boot");
+    req.kind = "direct-boot";
+  }
+  req.path = CORRAL_TRY(stringField(body, "path", false));
   req.initrd = CORRAL_TRY(stringField(body, "initrd", false));
   req.append = CORRAL_TRY(stringField(body, "append", false));
+  req.owner = CORRAL_TRY(stringField(body, "owner", false));
+  req.description = CORRAL_TRY(stringField(body, "description", false));
+  req.format = CORRAL_TRY(stringField(body, "format", false));
   return req;
 }
 

@@ -7,9 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/images.h"
 #include "core/vm_manager.h"
 #include "store/store.h"
 #include "util/result.h"
@@ -31,10 +33,18 @@ std::string etag(int64_t version);  // "\"7\""
 
 nlohmann::json toJson(const store::VmRecord& vm);
 nlohmann::json toJson(const store::ImageRecord& image);
+nlohmann::json toJson(const store::DiskRecord& disk);
+// A VM with its disks (GET /vms/{name}); lists leave the disks out.
+nlohmann::json toJson(const store::VmRecord& vm, const std::vector<store::DiskRecord>& disks);
 
 Result<core::CreateVmRequest> parseCreateVm(const nlohmann::json& body);
 Result<core::StopOptions> parseStop(const nlohmann::json& body);
+Result<core::BootOptions> parseBoot(const nlohmann::json& body);  // {"cdrom": "iso"}
 Result<core::ImportImageRequest> parseImportImage(const nlohmann::json& body);
+// {"size": "10G" | bytes, "encrypt": bool, "pool": "name"}; size required unless allowEmptySize.
+Result<core::DiskRequest> parseDiskRequest(const nlohmann::json& body, std::string_view field, bool allowEmptySize);
+// A size given as a string ("4G") or an integer (bytes), as text for core/ to parse.
+Result<std::string> sizeField(const nlohmann::json& body, const char* key);
 Result<core::ModifyVmRequest> parseModifyVm(const nlohmann::json& body);
 // {"max_vms": 5, "max_memory_vm": null, ...}: null clears an override.
 Result<store::QuotaRecord> parseQuota(const nlohmann::json& body);

@@ -133,6 +133,23 @@ const Router::Route* Router::match(Request& req, std::set<std::string>* allowed)
   return best;
 }
 
+void Router::addUpload(std::string method, std::string pattern, Admit admit, Handler h) {
+  // The transport sends a request here to the upload path (matchUpload) before it
+  // reads the body; dispatch() reaching this route means that did not happen, and
+  // the handler must not run without its file.
+  add(std::move(method), std::move(pattern), [](const Request& req) {
+    return Response::error(Error::internal(fmt::format("upload route {} reached without a streamed body", req.path)),
+                           req.requestId);
+  });
+  routes_.back().upload = std::make_shared<UploadRoute>(UploadRoute{std::move(admit), std::move(h)});
+}
+
+const Router::UploadRoute* Router::matchUpload(Request& req) const {
+  std::set<std::string> allowed;
+  const Route* r = match(req, &allowed);
+  return r != nullptr ? r->upload.get() : nullptr;
+}
+
 const WsHandler* Router::matchWebSocket(Request& req) const {
   std::set<std::string> allowed;
   const Route* r = match(req, &allowed);

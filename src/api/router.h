@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <memory>
 #include <string>
@@ -44,6 +45,11 @@ struct Request {
   std::string peerAddress;      // "127.0.0.1" for TLS peers, "" on the unix socket
   std::string clientCertEmail;  // a verified TLS client certificate's email, when any
   std::string requestId;  // generated per request, logged with it
+  // Upload routes only: the file the body was streamed into, and its size. The
+  // transport removes the file after the handler returns unless the handler
+  // moved it away (renamed it) to keep it.
+  std::string uploadFile;
+  uint64_t uploadBytes = 0;
   // Set by HttpServerOptions::authenticate before dispatch; null when the route
   // is public (login) or no authenticator is installed.
   std::shared_ptr<const core::Principal> principal;
@@ -97,6 +103,23 @@ class Router {
   // filled, or null (the transport then answers as dispatch() would).
   const WsHandler* matchWebSocket(Request& req) const;
 
+  // An upload route: the body is never held in memory but streamed into a file
+  // (HttpServerOptions::uploadDir/maxUploadBytes), then h runs with
+  // req.uploadFile set. Once the header is read, and before any body byte is
+  // accepted, the transport authenticates and calls admit (headers only, params
+  // filled): a Response from it refuses the upload (answered, connection closed)
+  // so that an unauthorised client never sends gigabytes; an "Expect:
+  // 100-continue" client gets its 100 only after admit said yes.
+  using Admit = std::function<std::optional<Response>(const Request&)>;
+  void addUpload(std::string method, std::string pattern, Admit admit, Handler h);
+  // For a request whose header was read: the upload route it matches (params
+  // filled), or null.
+  struct UploadRoute {
+    Admit admit;
+    Handler handler;
+  };
+  const UploadRoute* matchUpload(Request& req) const;
+
   // (method, pattern) in the order added, WebSocket routes as GET, for the OpenAPI test.
   std::vector<std::pair<std::string, std::string>> routes() const;
 
@@ -107,6 +130,7 @@ class Router {
     std::vector<std::string> segments;  // "{x}" kept verbatim for parameters
     Handler handler;
     WsHandler wsHandler;  // set for WebSocket routes only
+    std::shared_ptr<UploadRoute> upload;  // set for upload routes only
   };
   // The best route for path and method (literal segments win), filling params;
   // null when none, with *allowed the methods that path takes.

@@ -8,8 +8,10 @@
 #include <fmt/ranges.h>
 
 #include "api/json_model.h"
+#include "api/route_util.h"
 #include "api/routes_identity.h"
 #include "api/routes_ops.h"
+#include "api/routes_storage.h"
 
 namespace corral::api {
 namespace {
@@ -18,30 +20,6 @@ using nlohmann::json;
 
 constexpr size_t kDefaultLogBytes = 256 * 1024;
 
-template <class T>
-Response render(Result<T> r, int status = 200) {
-  if (!r.ok()) return Response::error(r.error());
-  return Response::json(status, toJson(*r));
-}
-
-// A VM answer with its ETag, so that a client can modify it with If-Match.
-Response renderVm(Result<store::VmRecord> r, int status = 200) {
-  if (!r.ok()) return Response::error(r.error());
-  Response resp = Response::json(status, toJson(*r));
-  resp.headers["ETag"] = etag(r->version);
-  return resp;
-}
-
-using Authed = std::function<Response(const Request&, const core::Principal&)>;
-
-// Every route but login needs an identity; the authenticator set it, or the
-// server runs without one (tests of the transport), and then nobody may pass.
-Handler authed(Authed f) {
-  return [f = std::move(f)](const Request& req) {
-    if (!req.principal) return Response::error(Error::unauthenticated("this route needs credentials"));
-    return f(req, *req.principal);
-  };
-}
 
 // The VM list, cached twice over. Each VM's JSON is serialised once per
 // version (a record's version moves on every change to it). And the whole body
@@ -96,13 +74,6 @@ class VmListCache {
   std::unordered_map<std::string, std::pair<std::string, std::string>> bodies_;  // caller -> (mark, body)
 };
 
-Response listImages(core::VmManager& m) {
-  auto images = m.listImages();
-  if (!images.ok()) return Response::error(images.error());
-  json out = json::array();
-  for (const auto& img : *images) out.push_back(toJson(img));
-  return Response::json(200, {{"images", out}});
-}
 
 Response consoleLog(core::VmManager& m, const Request& req, const core::Principal& who) {
   size_t bytes = kDefaultLogBytes;
@@ -120,23 +91,6 @@ Response consoleLog(core::VmManager& m, const Request& req, const core::Principa
   return r;
 }
 
-// Parses the JSON body with `parse`, then answers with `act(parsed value)`.
-template <class Parse, class Act>
-Response withBody(const Request& req, Parse parse, Act act) {
-  auto body = req.jsonBody();
-  if (!body.ok()) return Response::error(body.error());
-  auto parsed = parse(*body);
-  if (!parsed.ok()) return Response::error(parsed.error());
-  return act(*parsed);
-}
-
-Response noContentOr(const Result<void>& r) { return r.ok() ? Response::noContent() : Response::error(r.error()); }
-
-Result<void> adminOnly(const core::Principal& who, std::string_view what) {
-  if (who.admin) return ok();
-  return Error::forbidden(fmt::format("only admins {}", what));
-}
-
 // 202 Accepted with the operation that runs work; Location names it.
 Response accepted(core::Operations& ops, std::string kind, std::string target, const core::Principal& who,
                   std::function<Result<store::VmRecord>()> work) {
@@ -146,9 +100,7 @@ Response accepted(core::Operations& ops, std::string kind, std::string target, c
                         return toJson(vm);
                       });
   if (!op.ok()) return Response::error(op.error());
-  Response r = Response::json(202, toJson(*op));
-  r.headers["Location"] = "/api/v1/operations/" + op->id;
-  return r;
+  return acceptedOperation(*op);
 }
 
 // start, stop and reboot take as long as the guest does: checked at once (404,
@@ -214,27 +166,11 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
                return Response::json(200, nodeFacts());
              }));
 
-  router.add("GET", "/api/v1/images", authed([&m](const Request&, const core::Principal&) { return listImages(m); }));
-  router.add("POST", "/api/v1/images", authed([&m](const Request& req, const core::Principal& who) {
-               if (auto r = adminOnly(who, "import images"); !r.ok()) return Response::error(r.error());
-               return withBody(req, parseImportImage, [&](const auto& r) { return render(m.importImage(r), 201); });
-             }));
-  router.add("GET", "/api/v1/images/{name}", authed([&m](const Request& req, const core::Principal&) {
-               return render(m.getImage(req.params.at("name")));
-             }));
-  router.add("DELETE", "/api/v1/images/{name}", authed([&m](const Request& req, const core::Principal& who) {
-               if (auto r = adminOnly(who, "delete images"); !r.ok()) return Response::error(r.error());
-               return noContentOr(m.removeImage(req.params.at("name")));
-             }));
-
   auto cache = std::make_shared<VmListCache>();
   router.add("GET", "/api/v1/vms",
              authed([&m, cache](const Request&, const core::Principal& who) { return cache->list(m, who); }));
   router.add("POST", "/api/v1/vms", authed([&m, &ops](const Request& req, const core::Principal& who) {
                return createVm(m, ops, req, who);
-             }));
-  router.add("GET", "/api/v1/vms/{name}", authed([&m](const Request& req, const core::Principal& who) {
-               return renderVm(m.get(who, req.params.at("name")));
              }));
   router.add("PATCH", "/api/v1/vms/{name}", authed([&m](const Request& req, const core::Principal& who) {
                return modifyVm(m, req, who);
@@ -247,7 +183,9 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
 
   router.add("POST", "/api/v1/vms/{name}/actions/start",
              longAction(m, ops, "start", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
-                                            const json&) { return vm.start(who, name); }));
+                                            const json& body) -> Result<store::VmRecord> {
+               return vm.start(who, name, CORRAL_TRY(parseBoot(body)));
+             }));
   router.add("POST", "/api/v1/vms/{name}/actions/stop",
              longAction(m, ops, "stop", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
                                            const json& body) -> Result<store::VmRecord> {
@@ -256,7 +194,9 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
              }));
   router.add("POST", "/api/v1/vms/{name}/actions/reboot",
              longAction(m, ops, "reboot", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
-                                             const json&) { return vm.reboot(who, name); }));
+                                             const json& body) -> Result<store::VmRecord> {
+               return vm.reboot(who, name, CORRAL_TRY(parseBoot(body)));
+             }));
   router.add("POST", "/api/v1/vms/{name}/actions/pause", action(m, &core::VmManager::pause));
   router.add("POST", "/api/v1/vms/{name}/actions/resume", action(m, &core::VmManager::resume));
 
@@ -269,6 +209,7 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
 
 void addAllRoutes(Router& router, const Services& s) {
   addRoutes(router, s.vms, s.ops, s.nodeFacts);
+  addStorageRoutes(router, s.vms, s.images);
   addIdentityRoutes(router, s.identity);
   core::VmManager& vms = s.vms;
   addOperationRoutes(router, s.ops, s.events, [&vms](const core::Principal& who, const std::string& name) {

@@ -11,6 +11,7 @@
 #include "core/events.h"
 #include "core/identity.h"
 #include "core/operations.h"
+#include "core/images.h"
 #include "core/vm_manager.h"
 
 namespace corral::api {
@@ -26,6 +27,7 @@ void addRoutes(Router& router, core::VmManager& vms, core::Operations& ops, Node
 // What the whole API serves; each must outlive the router.
 struct Services {
   core::VmManager& vms;
+  core::Images& images;
   core::Operations& ops;
   core::EventBus& events;
   core::Identity& identity;

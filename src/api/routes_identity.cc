@@ -1,6 +1,8 @@
 // See routes_identity.h.
 #include "api/routes_identity.h"
 
+#include "api/route_util.h"
+
 #include <charconv>
 #include <initializer_list>
 
@@ -92,7 +94,6 @@ Response withEtag(const Result<store::UserRecord>& r, int status = 200) {
   return resp;
 }
 
-Response noContentOr(const Result<void>& r) { return r.ok() ? Response::noContent() : Response::error(r.error()); }
 
 // If-Match: "<version>" (or W/"<version>"); absent or "*" checks nothing (0).
 Result<int64_t> ifMatchVersion(const Request& req) {
@@ -110,25 +111,6 @@ Result<int64_t> ifMatchVersion(const Request& req) {
 
 std::string sessionCookie(const std::string& value, int64_t maxAge) {
   return fmt::format("{}={}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", kSessionCookie, value, maxAge);
-}
-
-// Handlers behind the authenticator get the caller; without one (no
-// authenticator installed, or a bug) they refuse rather than run as nobody.
-template <class F>
-Handler authed(F f) {
-  return [f = std::move(f)](const Request& req) -> Response {
-    if (!req.principal) return Response::error(Error::unauthenticated("this route needs an identity"));
-    return f(req, *req.principal);
-  };
-}
-
-template <class Parse, class Act>
-Response withBody(const Request& req, Parse parse, Act act) {
-  auto body = req.jsonBody();
-  if (!body.ok()) return Response::error(body.error());
-  auto parsed = parse(*body);
-  if (!parsed.ok()) return Response::error(parsed.error());
-  return act(*parsed);
 }
 
 // ---- parsers

@@ -135,6 +135,8 @@ json toJson(const store::OperationRecord& op) {
               {"requester", op.requester},
               {"state", op.state},
               {"progress", op.progress},
+              {"bytes_done", op.bytesDone},
+              {"bytes_total", op.bytesTotal},
               {"result", std::move(result)},
               {"created_at", op.createdAt},
               {"updated_at", op.updatedAt}};

@@ -35,6 +35,25 @@ Result<void> readQuota(const json& j, core::QuotaLimits& q) {
   return ok();
 }
 
+Result<void> readPools(const json& j, std::vector<host::PoolConfig>& pools) {
+  if (!j.is_array()) return Error::invalidInput("pools", j.dump(), "must be a list of {name, kind, path|vg}");
+  for (size_t i = 0; i < j.size(); ++i) {
+    const json& p = j[i];
+    std::string field = fmt::format("pools[{}]", i);
+    if (!p.is_object()) return Error::invalidInput(field, p.dump(), "must be an object");
+    host::PoolConfig pc;
+    for (const auto& [k, v] : p.items()) {
+      if (k == "name") CORRAL_TRY(read(v, field + ".name", pc.name));
+      else if (k == "kind") CORRAL_TRY(read(v, field + ".kind", pc.kind));
+      else if (k == "path") CORRAL_TRY(read(v, field + ".path", pc.path));
+      else if (k == "vg") CORRAL_TRY(read(v, field + ".vg", pc.vg));
+      else return Error::invalidInput(field + "." + k, v.dump(), "unknown setting");
+    }
+    pools.push_back(std::move(pc));
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<void> loadConfigFile(const std::string& path, Config& cfg) {
@@ -62,6 +81,10 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "proxy_header") CORRAL_TRY(read(v, k, cfg.proxyHeader));
     else if (k == "allowed_origins") CORRAL_TRY(read(v, k, cfg.allowedOrigins));
     else if (k == "quota_defaults") CORRAL_TRY(readQuota(v, cfg.quotaDefaults));
+    else if (k == "pools") CORRAL_TRY(readPools(v, cfg.storage.pools));
+    else if (k == "default_pool") CORRAL_TRY(read(v, k, cfg.storage.defaultPool));
+    else if (k == "qemu_img") CORRAL_TRY(read(v, k, cfg.storage.qemuImg));
+    else if (k == "max_upload_bytes") CORRAL_TRY(read(v, k, cfg.maxUploadBytes));
     else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
   }
   return ok();
@@ -93,6 +116,11 @@ std::vector<std::string> describe(const Config& c) {
       fmt::format("trusted_proxies=[{}] proxy_header={} allowed_origins=[{}]", fmt::join(c.trustedProxies, ","),
                   c.proxyHeader, fmt::join(c.allowedOrigins, ",")),
   };
+  std::string pools = fmt::format("storage: default_pool={} qemu_img={} max_upload_bytes={} pools=[default:dir",
+                                  c.storage.defaultPool, c.storage.qemuImg, c.maxUploadBytes);
+  for (const auto& p : c.storage.pools)
+    pools += fmt::format(" {}:{}:{}", p.name, p.kind, p.kind == "lvm" ? p.vg : p.path);
+  out.push_back(pools + "]");
   std::string q = "quota_defaults:";
   for (const auto& k : core::quotaKeys()) q += fmt::format(" {}={}", k.key, c.quotaDefaults.*(k.limit));
   out.push_back(q);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/quota.h"
+#include "core/storage.h"
 #include "util/result.h"
 
 namespace corral::daemon {
@@ -41,6 +42,12 @@ struct Config {
   std::vector<std::string> allowedOrigins;  // extra browser origins for WebSockets
 
   core::QuotaLimits quotaDefaults;
+
+  // Storage: pools besides the built-in "default" dir pool under the state dir
+  // ("pools": [{"name": "fast", "kind": "lvm", "vg": "vg0"}, {"name": "big",
+  // "kind": "dir", "path": "/srv/corral"}]), the pool new disks go to, and qemu-img.
+  core::StorageConfig storage;
+  uint64_t maxUploadBytes = uint64_t(64) << 30;  // largest image upload over HTTP
 };
 
 // Reads the JSON file at path into cfg. Keys are the flags' names with '_' for

@@ -111,16 +111,33 @@ int run(const Config& cfg) {
   mc.accel = node->accel;
   mc.defaultStopTimeout = std::chrono::seconds(cfg.stopTimeoutSeconds);
   mc.quotaDefaults = cfg.quotaDefaults;
+  mc.storage = cfg.storage;
+  opts.uploadDir = dir.uploadsDir().string();
+  opts.maxUploadBytes = cfg.maxUploadBytes;
+  // Uploads a previous corrald was receiving (or importing) when it stopped.
+  {
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(dir.uploadsDir(), ec)) std::filesystem::remove(f.path(), ec);
+  }
   int rc = 0;
   {
     core::EventBus events;
     core::Identity identity(**store);
     core::VmManager vms(io, **store, dir, mc, &events);
+    if (auto r = vms.openStorage(); !r.ok()) {
+      spdlog::critical("storage: {}", r.error().message);
+      guard.reset();
+      io.stop();
+      for (auto& t : ioThreads) t.join();
+      return 1;
+    }
     core::Operations ops(**store, cfg.operationThreads);
+    core::Images images(**store, vms.storage(), ops);
+    if (auto r = images.dropUnfinished(); !r.ok()) spdlog::error("images: {}", r.error().message);
     if (auto r = vms.reconcile(); !r.ok()) spdlog::error("reconcile: {}", r.error().message);
 
     api::Router router;
-    api::addAllRoutes(router, {.vms = vms, .ops = ops, .events = events, .identity = identity,
+    api::addAllRoutes(router, {.vms = vms, .images = images, .ops = ops, .events = events, .identity = identity,
                                .nodeFacts = [&] { return node->toJson(vms); }});
     api::AuthOptions auth;
     auth.trustedProxies = cfg.trustedProxies;

@@ -50,8 +50,9 @@ TEST(ApiSpec, ServedRoutesAreExactlyTheDocumentedOnes) {
   core::VmManager vms(io, **store, state, {}, &events);
   core::Operations ops(**store, 1);
   core::Identity identity(**store);
+  core::Images images(**store, vms.storage(), ops);
   Router router;
-  addAllRoutes(router, {.vms = vms, .ops = ops, .events = events, .identity = identity,
+  addAllRoutes(router, {.vms = vms, .images = images, .ops = ops, .events = events, .identity = identity,
                         .nodeFacts = [] { return nlohmann::json::object(); }});
 
   std::set<std::pair<std::string, std::string>> served;

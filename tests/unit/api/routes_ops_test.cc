@@ -220,7 +220,9 @@ TEST_F(RoutesOpsTest, OneOperationHasTheDocumentedShape) {
   EXPECT_EQ(j["result"], (json{{"ok", true}}));  // parsed, not a string
   EXPECT_TRUE(j["created_at"].is_string());
   EXPECT_TRUE(j["updated_at"].is_string());
-  EXPECT_EQ(j.size(), 9u);
+  EXPECT_EQ(j["bytes_done"], 0);  // not byte-sized work
+  EXPECT_EQ(j["bytes_total"], 0);
+  EXPECT_EQ(j.size(), 11u);
 }
 
 TEST_F(RoutesOpsTest, ToJsonResultIsNullBeforeTheEnd) {

@@ -42,7 +42,9 @@ class VmRoutes : public ::testing::Test {
     vms_ = std::make_unique<core::VmManager>(io_, *store_, state_, mc, &events_);
     ops_ = std::make_unique<core::Operations>(*store_, 2);
     identity_ = std::make_unique<core::Identity>(*store_);
-    addAllRoutes(router_, {.vms = *vms_, .ops = *ops_, .events = events_, .identity = *identity_,
+    ASSERT_TRUE(vms_->openStorage().ok());
+    images_ = std::make_unique<core::Images>(*store_, vms_->storage(), *ops_);
+    addAllRoutes(router_, {.vms = *vms_, .images = *images_, .ops = *ops_, .events = events_, .identity = *identity_,
                            .nodeFacts = [] { return json::object(); }});
   }
 
@@ -84,6 +86,7 @@ class VmRoutes : public ::testing::Test {
   std::unique_ptr<core::VmManager> vms_;
   std::unique_ptr<core::Operations> ops_;
   std::unique_ptr<core::Identity> identity_;
+  std::unique_ptr<core::Images> images_;
   Router router_;
 };
 
