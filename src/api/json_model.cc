@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "host/qemu_img.h"
+
 namespace corral::api {
 using nlohmann::json;
 
@@ -112,6 +114,19 @@ Result<std::string> sizeField(const json& body, const char* key) {
   return Error::invalidInput(key, it->dump(), "must be a size: bytes, or a string like \"4G\"");
 }
 
+// true/false, or the format by name: "luks" (true); "aes" (qcow2's legacy AES)
+// is refused, saying why.
+Result<bool> encryptField(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it != body.end() && it->is_string()) {
+    std::string v = it->get<std::string>();
+    if (v == "luks") return true;
+    if (v == "aes") return Error::invalidInput(key, v, host::kLegacyAesRefusal);
+    return Error::invalidInput(key, v, "must be true, false or \"luks\"");
+  }
+  return boolField(body, key);
+}
+
 Result<core::DiskRequest> parseDiskRequest(const json& body, std::string_view field, bool allowEmptySize) {
   core::DiskRequest d;
   std::string f(field);
@@ -125,7 +140,7 @@ Result<core::DiskRequest> parseDiskRequest(const json& body, std::string_view fi
   d.size = CORRAL_TRY(sizeField(body, "size"));
   if (d.size.empty() && !allowEmptySize) return Error::invalidInput(f.empty() ? "size" : f + ".size", "", "is required");
   d.pool = CORRAL_TRY(stringField(body, "pool", false));
-  if (body.contains("encrypt")) d.encrypt = CORRAL_TRY(boolField(body, "encrypt"));
+  if (body.contains("encrypt")) d.encrypt = CORRAL_TRY(encryptField(body, "encrypt"));
   return d;
 }
 
@@ -149,7 +164,7 @@ Result<core::CreateVmRequest> parseCreateVm(const json& body) {
     for (size_t i = 0; i < it->size(); ++i)
       req.disks.push_back(CORRAL_TRY(parseDiskRequest((*it)[i], fmt::format("disks[{}]", i), true)));
   }
-  req.encrypt = CORRAL_TRY(boolField(body, "encrypt"));
+  req.encrypt = CORRAL_TRY(encryptField(body, "encrypt"));
   req.fullClone = CORRAL_TRY(boolField(body, "full_clone"));
   req.cdrom = CORRAL_TRY(stringField(body, "cdrom", false));
   req.pool = CORRAL_TRY(stringField(body, "pool", false));

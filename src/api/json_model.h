@@ -24,6 +24,8 @@ Result<void> onlyKeys(const nlohmann::json& body, std::initializer_list<std::str
 Result<std::string> stringField(const nlohmann::json& body, const char* key, bool required);
 Result<std::optional<int64_t>> intField(const nlohmann::json& body, const char* key);
 Result<bool> boolField(const nlohmann::json& body, const char* key);
+// "encrypt": true/false or "luks"; "aes" (qcow2 legacy AES) refused saying why.
+Result<bool> encryptField(const nlohmann::json& body, const char* key);
 // Absent: nullopt; present: must be a string (possibly empty, to clear a field).
 Result<std::optional<std::string>> optionalString(const nlohmann::json& body, const char* key);
 

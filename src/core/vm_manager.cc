@@ -130,7 +130,7 @@ Result<store::ImageRecord> VmManager::usableImage(const Principal& who, const st
   CORRAL_TRY(util::validateImageName(field, name));
   auto img = CORRAL_TRY(store_.findImage(name));
   if (!img || !canSeeImage(who, *img))
-    return Error::invalidInput(std::string(field), name, "no image has that name");
+    return Error{ErrorCode::NotFound, fmt::format("{}: no image named {}", field, name), std::string(field), name};
   if (img->state != "ready")
     return Error::invalidInput(std::string(field), name, fmt::format("is still being imported ({})", img->state));
   if (!kind.empty() && img->kind != kind)

@@ -252,6 +252,9 @@ Result<ImportedImage> ImageLibrary::importDisk(const std::string& name, const st
     total = CORRAL_TRY(fileSize(fd.get(), source));
     std::string head = CORRAL_TRY(readAt(fd.get(), 0, 512, source));
     format = opts.sourceFormat.empty() ? (hasQcow2Magic(head) ? "qcow2" : "raw") : opts.sourceFormat;
+    // qcow2 header: crypt_method, a big-endian uint32 at offset 32 (1 = legacy AES).
+    if (format == "qcow2" && head.size() >= 36 && head[32] == 0 && head[33] == 0 && head[34] == 0 && head[35] == 1)
+      return Error::invalidInput("path", source, host::kLegacyAesRefusal);
     if (format == "qcow2" && qcow2HasExternalData(head))
       return Error::invalidInput("path", source, "a qcow2 image with an external data file cannot be imported");
   }

@@ -100,6 +100,12 @@ class QemuImg {
   int luksIterTimeMs_ = kLuksIterTimeMs;
 };
 
+// Why corral never makes or takes qcow2's legacy AES encryption: the one
+// wording of every refusal of it.
+inline constexpr const char* kLegacyAesRefusal =
+    "qcow2's legacy AES encryption is refused: it has no integrity, predictable IVs (CBC with the sector number) "
+    "and uses the passphrase itself as the key; QEMU deprecates it. corral encrypts with LUKS only";
+
 // "4G", "512M", "10GiB", "1T", "1048576" (bytes) -> bytes. Units are powers of
 // 1024; the result must be a positive multiple of 1 MiB. InvalidInput names field.
 Result<int64_t> parseSize(std::string_view field, std::string_view text);

@@ -167,6 +167,23 @@ TEST_F(ImageLibraryTest, RefusesQcow2WithBackingFile) {
   EXPECT_FALSE(fs::exists(imageDir("ov")));
 }
 
+// A qcow2 whose header says legacy AES (crypt_method 1) is refused before
+// qemu-img reads it, with the reason.
+TEST_F(ImageLibraryTest, RefusesLegacyAesQcow2SayingWhy) {
+  const fs::path src = tmp / "aes.qcow2";
+  qemuImg({"create", "-f", "qcow2", src.string(), "8M"});
+  {
+    std::fstream f(src, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(35);
+    f.put(1);  // crypt_method = 1 (AES), big-endian uint32 at offset 32
+  }
+  auto r = lib.importDisk("aes", src.string(), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().field, "path");
+  EXPECT_NE(r.error().message.find("legacy AES"), std::string::npos) << r.error().message;
+  EXPECT_FALSE(fs::exists(imageDir("aes")));
+}
+
 TEST_F(ImageLibraryTest, RefusesEncryptedQcow2) {
   const fs::path secret = tmp / "key";
   writeFile(secret, "passphrase");
