@@ -176,32 +176,38 @@ Result<store::DiskRecord> VmManager::resizeDisk(const Principal& who, const std:
   return resized;
 }
 
-Result<void> VmManager::removeDisk(const Principal& who, const std::string& name, const std::string& disk) {
+template <class F>
+auto VmManager::onStoppedVmDisk(const Principal& who, const std::string& name, const std::string& disk,
+                                std::string_view stoppedFor, F f) -> decltype(f(store::VmRecord{}, store::DiskRecord{})) {
   CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
   auto d = CORRAL_TRY(findDisk(vm, disk));
-  if (!isStopped(vm)) return needsStopped(vm, "removing a disk");
-  CORRAL_TRY(storage_.removeDisk(d));
-  store::VmRecord shrunk = vm;
-  shrunk.diskGib = std::max<int64_t>(0, vm.diskGib - gibCeil(d.sizeBytes));
-  auto updated = CORRAL_TRY(store_.updateVm(shrunk, 0));
-  spdlog::info("vm={} disk={} removed by={}", name, disk, who.login);
-  publish("vm.modified", updated);
-  return ok();
+  if (!isStopped(vm)) return needsStopped(vm, stoppedFor);
+  return f(std::move(vm), std::move(d));
+}
+
+Result<void> VmManager::removeDisk(const Principal& who, const std::string& name, const std::string& disk) {
+  return onStoppedVmDisk(who, name, disk, "removing a disk",
+                         [&](store::VmRecord vm, store::DiskRecord d) -> Result<void> {
+                           CORRAL_TRY(storage_.removeDisk(d));
+                           store::VmRecord shrunk = vm;
+                           shrunk.diskGib = std::max<int64_t>(0, vm.diskGib - gibCeil(d.sizeBytes));
+                           auto updated = CORRAL_TRY(store_.updateVm(shrunk, 0));
+                           spdlog::info("vm={} disk={} removed by={}", name, disk, who.login);
+                           publish("vm.modified", updated);
+                           return ok();
+                         });
 }
 
 Result<store::DiskRecord> VmManager::rekeyDisk(const Principal& who, const std::string& name, const std::string& disk) {
-  CORRAL_TRY(visible(who, name));
-  auto e = entry(name);
-  std::lock_guard lock(e->mu);
-  auto vm = CORRAL_TRY(record(name));
-  auto d = CORRAL_TRY(findDisk(vm, disk));
-  if (!isStopped(vm)) return needsStopped(vm, "rekeying a disk");
-  auto r = CORRAL_TRY(storage_.rekey(vm, d));
-  spdlog::info("vm={} disk={} rekeyed by={}", name, disk, who.login);
-  return r;
+  return onStoppedVmDisk(who, name, disk, "rekeying a disk",
+                         [&](store::VmRecord vm, store::DiskRecord d) -> Result<store::DiskRecord> {
+                           auto r = CORRAL_TRY(storage_.rekey(vm, d));
+                           spdlog::info("vm={} disk={} rekeyed by={}", name, disk, who.login);
+                           return r;
+                         });
 }
 
 Result<store::VmRecord> VmManager::insertCdrom(const Principal& who, const std::string& name, const std::string& image) {

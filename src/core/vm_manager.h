@@ -192,6 +192,12 @@ class VmManager {
   Result<void> createDisks(const store::VmRecord& vm, const std::vector<NewDisk>& plan, util::Rollback& rb);
   Result<std::vector<NewDisk>> planDisks(const store::ImageRecord& image, const CreateVmRequest& req);
   Result<store::DiskRecord> findDisk(const store::VmRecord& vm, const std::string& disk);
+  // Under the VM's lock, once the caller may see it, it has that disk and it is
+  // stopped (else FailedPrecondition "<stoppedFor> needs VM ... stopped"):
+  // f(vm, disk). Only vm_disks.cc instantiates it.
+  template <class F>
+  auto onStoppedVmDisk(const Principal& who, const std::string& vm, const std::string& disk,
+                       std::string_view stoppedFor, F f) -> decltype(f(store::VmRecord{}, store::DiskRecord{}));
   Result<store::VmRecord> coldBoot(Entry& e, store::VmRecord vm);
   void onExit(const std::string& name, uint64_t generation, const qemu::ExitInfo& info);
   void onEvent(const std::string& name, uint64_t generation, const std::string& event);
