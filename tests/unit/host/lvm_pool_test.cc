@@ -28,6 +28,7 @@
 #include "host/key_store.h"
 #include "host/storage_pool.h"
 #include "host/storage_pool_internal.h"
+#include "support/loop_vg.h"
 #include "support/temp_dir.h"
 #include "util/command.h"
 
@@ -61,71 +62,8 @@ std::string makeImage(const QemuImg& q, const fs::path& dir) {
 
 // ---------------------------------------------------------------- real LVM
 
-std::string lvmBinary() {
-  for (const char* p : {"/usr/sbin/lvm", "/sbin/lvm"})
-    if (::access(p, X_OK) == 0) return p;
-  return "lvm";
-}
-
-Result<util::CommandResult> runTool(const std::string& program, std::vector<std::string> args) {
-  util::Command c(program);
-  c.args(args).stdoutToBuffer().stderrToBuffer().timeout(std::chrono::seconds(60));
-  return c.run();
-}
-
-Result<util::CommandResult> runLvm(const std::string& sub, std::vector<std::string> args) {
-  args.insert(args.begin(), {sub, "--config", kLvmConfig});
-  return runTool(lvmBinary(), std::move(args));
-}
-
-// A VG on a loop device over a sparse file; removed with everything in it.
-class LoopVg {
- public:
-  // The VG, or why one cannot be made here (the test is then skipped).
-  static std::unique_ptr<LoopVg> make(std::string& whyNot) {
-    if (::geteuid() != 0) return whyNot = "needs root for losetup and LVM", nullptr;
-    if (!runLvm("version", {}).ok()) return whyNot = "lvm is not installed (apt-get install lvm2)", nullptr;
-    auto vg = std::unique_ptr<LoopVg>(new LoopVg);
-    std::random_device rd;
-    vg->name_ = fmt::format("corraltest{}x{:08x}", ::getpid(), rd());
-    vg->file_ = fs::temp_directory_path() / (vg->name_ + ".img");
-    {
-      std::ofstream f(vg->file_);
-    }
-    fs::resize_file(vg->file_, 256 * kMiB);
-    auto loop = runTool("losetup", {"-f", "--show", vg->file_.string()});
-    if (!loop.ok()) return whyNot = "cannot make a loop device: " + loop.error().message, nullptr;
-    vg->loop_ = loop->out.substr(0, loop->out.find('\n'));
-    if (auto r = runLvm("pvcreate", {"--yes", vg->loop_}); !r.ok())
-      return whyNot = "pvcreate failed: " + r.error().message, nullptr;
-    vg->pv_ = true;
-    if (auto r = runLvm("vgcreate", {vg->name_, vg->loop_}); !r.ok())
-      return whyNot = "vgcreate failed: " + r.error().message, nullptr;
-    vg->vg_ = true;
-    return vg;
-  }
-  ~LoopVg() {
-    if (vg_) (void)runLvm("vgremove", {"-f", name_});
-    if (pv_) (void)runLvm("pvremove", {"-ff", "--yes", loop_});
-    if (!loop_.empty()) (void)runTool("losetup", {"-d", loop_});
-    std::error_code ec;
-    fs::remove(file_, ec);
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  LoopVg() = default;
-  std::string name_, loop_;
-  fs::path file_;
-  bool pv_ = false, vg_ = false;
-};
-
-bool deviceMapperAvailable() {
-  int fd = ::open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
-}
+using testing::deviceMapperAvailable;
+using testing::LoopVg;
 
 // In the test body: GTEST_SKIP only leaves the function it is in.
 #define NEED_DEVICE_MAPPER()                                                                   \
@@ -137,7 +75,7 @@ class RealLvmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    vg_ = LoopVg::make(why);
+    vg_ = LoopVg::make(kLvmConfig, why);
     if (!vg_) GTEST_SKIP() << "no LVM test VG: " << why;
     qemuImg_.setLuksIterTimeForTest(10);
     cfg_ = PoolConfig{.name = "fast", .kind = "lvm", .vg = vg_->name()};
