@@ -221,7 +221,11 @@ class Rig {
 
   // The image, the user `bench` with room for N VMs, its token, the N VMs.
   Result<void> populate() {
-    CORRAL_TRY(must(admin().post("/api/v1/images", {{"name", "bench"}, {"kernel", "/bin/true"}}), "POST image"));
+    // An import is an operation: wait for it, or the creates below find the image still importing.
+    auto imported = admin().runOperation("POST", "/api/v1/images", json{{"name", "bench"}, {"kernel", "/bin/true"}}.dump());
+    CORRAL_TRY(must(imported, "POST image"));
+    if (imported.json().value("state", "") != "succeeded")
+      return Error::unavailable("image import: " + tail(imported.body, 300));
     CORRAL_TRY(must(admin().post("/api/v1/users", {{"login", "bench"},
                                                    {"display_name", "b"},
                                                    {"email", "bench@example.org"},
