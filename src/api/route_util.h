@@ -47,6 +47,15 @@ inline Response renderVm(Result<store::VmRecord> r, int status = 200) {
   return resp;
 }
 
+// A VM with its disks (GET one, create), with its ETag.
+inline Response renderVmWithDisks(const store::VmRecord& vm, const Result<std::vector<store::DiskRecord>>& disks,
+                                  int status = 200) {
+  if (!disks.ok()) return Response::error(disks.error());
+  Response resp = Response::json(status, toJson(vm, *disks));
+  resp.headers["ETag"] = etag(vm.version);
+  return resp;
+}
+
 inline Response noContentOr(const Result<void>& r) {
   return r.ok() ? Response::noContent() : Response::error(r.error());
 }

@@ -126,7 +126,11 @@ Handler action(core::VmManager& m, Action a) {
 
 Response createVm(core::VmManager& m, core::Operations& ops, const Request& req, const core::Principal& who) {
   return withBody(req, parseCreateVm, [&](const core::CreateVmRequest& r) {
-    if (!r.start) return renderVm(m.create(who, r), 201);
+    if (!r.start) {
+      auto vm = m.create(who, r);
+      if (!vm.ok()) return Response::error(vm.error());
+      return renderVmWithDisks(*vm, m.disks(who, vm->name), 201);
+    }
     // create-and-start is one unit (nothing is left when the start fails) and as
     // long as a start: an operation.
     return accepted(ops, "vm.create", r.name, who, [&m, who = req.principal, r] { return m.create(*who, r); });

@@ -50,11 +50,7 @@ Response importUpload(core::Images& images, const Request& req, const core::Prin
 Response vmWithDisks(core::VmManager& m, const core::Principal& who, const std::string& name) {
   auto vm = m.get(who, name);
   if (!vm.ok()) return Response::error(vm.error());
-  auto disks = m.disks(who, name);
-  if (!disks.ok()) return Response::error(disks.error());
-  Response resp = Response::json(200, toJson(*vm, *disks));
-  resp.headers["ETag"] = etag(vm->version);
-  return resp;
+  return renderVmWithDisks(*vm, m.disks(who, name));
 }
 
 }  // namespace

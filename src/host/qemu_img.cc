@@ -38,9 +38,10 @@ constexpr auto kPollInterval = std::chrono::milliseconds(200);
 // QEMU 7.2 sizes a new LUKS key slot by timing a trial PBKDF run and fails with
 // this message when the thread's CPU clock did not move (seen now and then on a
 // busy host, whatever the iter-time): nothing has been written yet, so a run
-// that fails this way is simply tried again.
+// that fails this way is simply tried again (QEMU times 2^15 iterations with
+// getrusage(RUSAGE_THREAD), whose tick granularity can read 0 ms).
 constexpr std::string_view kPbkdfFlake = "Unable to get accurate CPU usage";
-constexpr int kAttempts = 3;
+constexpr int kAttempts = 6;
 
 Result<void> checkAbsolute(std::string_view field, const std::string& path) {
   if (path.empty() || path.front() != '/')
