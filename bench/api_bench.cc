@@ -28,7 +28,6 @@
 // (scripts/install-deps) and, for the PostgreSQL half, the postgresql package.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +49,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_support.h"
 #include "support/api_client.h"
 #include "support/postgres_server.h"
 #include "util/command.h"
@@ -63,22 +63,19 @@ using namespace std::chrono_literals;
 using corral::Error;
 using corral::ErrorCode;
 using corral::Result;
+using corral::bench::Clock;
+using corral::bench::dieWithUs;
+using corral::bench::readFile;
+using corral::bench::tail;
 using corral::testing::ApiClient;
 using corral::testing::ApiReply;
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
-
-std::string readFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::string tail(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(s.size() - n); }
 
 // ---------------------------------------------------------------------------
 // What must go when a signal ends the run: pids and paths only, so that the
 // signal thread never touches objects the main thread is using. The normal path
-// clears these itself (Rig's destructor).
+// clears these itself (Rig's destructor). Its own, not bench_support's: it also
+// stops wrk and a PostgreSQL server.
 class Janitor {
  public:
   static Janitor& get() {
@@ -91,8 +88,9 @@ class Janitor {
   std::string pgDir;  // the PostgreSQL server's dir: its postmaster's command line names it
   fs::path root;
 
-  // From the signal thread; holds the lock until the process exits.
-  [[noreturn]] void cleanupAndExit(int sig) {
+  // From the signal thread, which exits right after: the lock stays held, so
+  // that the main thread starts nothing more meanwhile.
+  void cleanupForExit() {
     mu.lock();
     for (pid_t p : {wrk, daemon}) {
       if (p <= 0) continue;
@@ -106,7 +104,6 @@ class Janitor {
     }
     std::error_code ec;
     if (!root.empty()) fs::remove_all(root, ec);
-    ::_exit(128 + sig);
   }
 
  private:
@@ -127,26 +124,6 @@ class Janitor {
   }
 };
 
-void startSignalThread() {
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
-    std::fprintf(stderr, "api_bench: signal %d, cleaning up\n", sig);
-    Janitor::get().cleanupAndExit(sig);
-  }).detach();
-}
-
-Result<void> dieWithUs() {
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Error::internal("prctl(PR_SET_PDEATHSIG)");
-  return corral::ok();
-}
-
 // ---------------------------------------------------------------------------
 // One store's corrald with N VMs and a token.
 
@@ -165,10 +142,7 @@ class Rig {
   Rig(const Options& o, std::string store) : o_(o), store_(std::move(store)) {}
   ~Rig() {
     std::lock_guard lock(Janitor::get().mu);
-    if (daemon_ && daemon_->pid() > 0) {
-      ::kill(daemon_->pid(), SIGKILL);
-      (void)daemon_->wait(5000ms);
-    }
+    if (daemon_) corral::bench::killAndReap(*daemon_);
     pg_.reset();  // stops the server, removes its dir
     std::error_code ec;
     if (!root_.empty()) fs::remove_all(root_, ec);
@@ -178,9 +152,7 @@ class Rig {
   }
 
   Result<void> setUp() {
-    char tmpl[] = "/tmp/crab.XXXXXX";  // 0700
-    if (::mkdtemp(tmpl) == nullptr) return corral::errorf(ErrorCode::Internal, "mkdtemp: {}", strerror(errno));
-    root_ = tmpl;
+    root_ = CORRAL_TRY(corral::bench::makeTempDir("/tmp", "crab"));  // 0700
     {
       std::lock_guard lock(Janitor::get().mu);
       Janitor::get().root = root_;
@@ -196,27 +168,17 @@ class Rig {
     if (pg_) db = CORRAL_TRY(pg_->createDatabase("corral_bench"));
     port_ = corral::testing::freeLoopbackPort();
 
-    daemon_ = std::make_unique<corral::util::Command>((o_.bin / "corrald").string());
-    daemon_->args({"--state-dir", (root_ / "s").string(), "--accel", "tcg", "--listen",
-                   fmt::format("127.0.0.1:{}", port_)})
-        .keepEnv({"PATH"})
-        .stdoutToFile(log(), true)
-        .stderrToStdout()
-        .preExec(dieWithUs);
-    if (!db.empty()) daemon_->args({"--db", db});
+    std::vector<std::string> args{"--state-dir", (root_ / "s").string(), "--accel", "tcg", "--listen",
+                                  fmt::format("127.0.0.1:{}", port_)};
+    if (!db.empty()) args.insert(args.end(), {"--db", db});
+    daemon_ = corral::bench::corraldCommand(o_.bin, args, log());
     {
       std::lock_guard lock(Janitor::get().mu);
       if (auto r = daemon_->start(); !r.ok()) return r.error().context("start corrald");
       Janitor::get().daemon = daemon_->pid();
     }
-    const auto deadline = Clock::now() + 60s;
-    while (admin().get("/api/v1/node").status != 200) {
-      auto st = daemon_->wait(0ms);
-      if (st.ok() || st.error().code != ErrorCode::Timeout || Clock::now() > deadline)
-        return Error::unavailable("corrald did not answer; its log:\n" + tail(readFile(log()), 3000));
-      std::this_thread::sleep_for(20ms);
-    }
-    return corral::ok();
+    return corral::bench::waitForCorrald(*daemon_, [this] { return admin().get("/api/v1/node").status == 200; },
+                                         log());
   }
 
   // The image, the user `bench` with room for N VMs, its token, the N VMs.
@@ -415,9 +377,8 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* env = std::getenv("CORRAL_BINARY_DIR");
   Options o;
-  o.bin = fs::path(env && *env ? env : CORRAL_BINARY_DIR) / "bin";
+  o.bin = fs::path(corral::bench::envOr("CORRAL_BINARY_DIR", CORRAL_BINARY_DIR)) / "bin";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--strict") {
@@ -438,16 +399,12 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  startSignalThread();
+  corral::bench::startSignalThread("api_bench", [] { Janitor::get().cleanupForExit(); });
 
-  double l1 = 0, l5 = 0, l15 = 0;
-  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) != 3) l1 = l5 = l15 = 0;
-    std::fclose(f);
-  }
+  const corral::bench::LoadAvg load = corral::bench::loadAvg();
   std::printf("api_bench: corrald's REST API over TLS (keep-alive) under wrk, %d VMs; %u cores shared by wrk and "
               "corrald, loadavg %.2f %.2f %.2f; wrk -d %ds, threads = min(connections, 2)\n",
-              o.vms, std::thread::hardware_concurrency(), l1, l5, l15, o.durationS);
+              o.vms, std::thread::hardware_concurrency(), load.l1, load.l5, load.l15, o.durationS);
   std::fflush(stdout);
 
   int rc = 0;

@@ -48,7 +48,6 @@
 #include <fstream>
 #include <latch>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -57,6 +56,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_support.h"
 #include "util/command.h"
 #include "util/result.h"
 #include "util/unique_fd.h"
@@ -70,113 +70,18 @@ using namespace std::chrono_literals;
 using corral::Error;
 using corral::ErrorCode;
 using corral::Result;
+using corral::bench::Clock;
+using corral::bench::Janitor;
+using corral::bench::msSince;
+using corral::bench::Paths;
+using corral::bench::readFile;
+using corral::bench::tail;
 using corral::util::UniqueFd;
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
-
-double msSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 int msLeft(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
-}
-
-std::string readFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::string tail(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(s.size() - n); }
-
-// ---------------------------------------------------------------------------
-// Every process this benchmark made dies with it. The daemon is killed first, so
-// that it cannot restart a guest (on_crash) meanwhile; its QEMUs are then our
-// orphans (we are a child subreaper), found by the temp dir in their command
-// line, killed and reaped.
-
-class Janitor {
- public:
-  static Janitor& get() {
-    static Janitor j;
-    return j;
-  }
-
-  void setRoot(fs::path root) {
-    std::lock_guard lock(mu_);
-    root_ = std::move(root);
-  }
-  void setDaemon(corral::util::Command* daemon) {
-    std::lock_guard lock(mu_);
-    daemon_ = daemon;
-  }
-
-  // Idempotent; safe from the signal thread while the main thread works.
-  void cleanup() noexcept {
-    std::lock_guard lock(mu_);
-    if (done_) return;
-    done_ = true;
-    if (daemon_ != nullptr && daemon_->pid() > 0) {
-      ::kill(daemon_->pid(), SIGKILL);
-      (void)daemon_->wait(5000ms);
-    }
-    if (root_.empty()) return;
-    killAllUnder(root_.string());
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-
-  // SIGKILLs and reaps every process whose command line mentions `needle`.
-  static void killAllUnder(const std::string& needle) {
-    std::vector<pid_t> pids;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator("/proc", ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-      const pid_t pid = std::stoi(name);
-      if (pid == ::getpid()) continue;
-      if (readFile(e.path() / "cmdline").find(needle) != std::string::npos) pids.push_back(pid);
-    }
-    for (pid_t p : pids) ::kill(p, SIGKILL);
-    auto deadline = Clock::now() + 10s;
-    for (pid_t p : pids) {
-      while (Clock::now() < deadline) {
-        pid_t r = ::waitpid(p, nullptr, WNOHANG);
-        if (r == p) break;
-        // Not our child: someone else reaps it; wait until it is gone.
-        if (r < 0 && !fs::exists("/proc/" + std::to_string(p) + "/cmdline")) break;
-        if (r < 0 && readFile("/proc/" + std::to_string(p) + "/cmdline").empty()) break;  // a zombie
-        std::this_thread::sleep_for(5ms);
-      }
-    }
-  }
-
- private:
-  std::mutex mu_;
-  fs::path root_;
-  corral::util::Command* daemon_ = nullptr;
-  bool done_ = false;
-};
-
-// Signals are blocked in every thread and taken here, so that cleanup runs in an
-// ordinary thread (it allocates and walks /proc: nothing for a signal handler).
-void startSignalThread() {
-  // A shell starts background jobs with SIGINT ignored; an ignored signal is
-  // never pending, so sigwait would not see it. SIGHUP stays as given (nohup).
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
-    std::fprintf(stderr, "daemon_bench: signal %d, cleaning up\n", sig);
-    Janitor::get().cleanup();
-    ::_exit(128 + sig);
-  }).detach();
 }
 
 // ---------------------------------------------------------------------------
@@ -425,84 +330,45 @@ Result<BareQemu> startBare(const std::vector<std::string>& argvTemplate, const s
 // ---------------------------------------------------------------------------
 // The daemon side.
 
-struct Paths {
-  fs::path bin;    // corrald, corral
-  fs::path guest;  // vmlinuz, initramfs.cpio.gz, cmdline
-};
-
 class Rig {
  public:
   explicit Rig(Paths paths) : paths_(std::move(paths)) {}
-  ~Rig() { Janitor::get().cleanup(); }
+  // corrald first (through its Command, which reaps it), then its QEMUs and
+  // the temp dir.
+  ~Rig() {
+    Janitor::get().setDaemon(-1);
+    if (daemon_) corral::bench::killAndReap(*daemon_);
+    Janitor::get().cleanup();
+  }
 
   Result<void> setUp() {
-    char tmpl[] = "/tmp/crdb.XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) return corral::errorf(ErrorCode::Internal, "mkdtemp: {}", strerror(errno));
-    root_ = tmpl;
+    root_ = CORRAL_TRY(corral::bench::makeTempDir("/tmp", "crdb"));
     Janitor::get().setRoot(root_);
     state_ = root_ / "s";
     fs::create_directories(state_);
-    for (const char* f : {"vmlinuz", "initramfs.cpio.gz", "cmdline"}) {
-      if (!fs::exists(paths_.guest / f)) {
-        return Error::notFound(fmt::format("test guest: no {} (run scripts/build-test-guest {})",
-                                           (paths_.guest / f).string(), paths_.guest.string()));
-      }
-    }
-    // corrald's start-up probe of QEMU can lose a race with QEMU's listen()
-    // ("Connection refused"): that is corrald's bug to fix, not a reason to
-    // measure nothing. Retry, and say so.
-    for (int attempt = 1;; ++attempt) {
-      auto up = startDaemon();
-      if (up.ok()) break;
-      if (attempt == 3) return up;
-      std::fprintf(stderr, "daemon_bench: corrald start-up failed (attempt %d), retrying: %s\n", attempt,
-                   up.error().message.c_str());
-    }
-    std::string cmdline = readFile(paths_.guest / "cmdline");
-    while (!cmdline.empty() && (cmdline.back() == '\n' || cmdline.back() == '\r')) cmdline.pop_back();
-    corral::util::Command imp((paths_.bin / "corral").string());
-    imp.args({"--socket", socket(), "image", "import", "guest", "--kernel", (paths_.guest / "vmlinuz").string(),
-              "--initrd", (paths_.guest / "initramfs.cpio.gz").string(), "--append", cmdline})
-        .stdoutToBuffer()
-        .stderrToBuffer()
-        .timeout(120000ms);
-    if (auto r = imp.run(); !r.ok()) return r.error().context("corral image import");
+    CORRAL_TRY(corral::bench::checkGuest(paths_.guest));
+    CORRAL_TRY(corral::bench::retryCorraldStart("daemon_bench", [this] { return startDaemon(); }));
+    CORRAL_TRY(corral::bench::runCorral(
+        paths_.bin, socket(),
+        {"image", "import", "guest", "--kernel", (paths_.guest / "vmlinuz").string(), "--initrd",
+         (paths_.guest / "initramfs.cpio.gz").string(), "--append", corral::bench::guestCmdline(paths_.guest)},
+        120000ms));
     return corral::ok();
   }
 
   Result<void> startDaemon() {
-    Janitor::get().setDaemon(nullptr);
-    if (daemon_ && daemon_->pid() > 0) {
-      ::kill(daemon_->pid(), SIGKILL);
-      (void)daemon_->wait(5000ms);
-    }
-    daemon_ = std::make_unique<corral::util::Command>((paths_.bin / "corrald").string());
-    daemon_->args({"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"})
-        .keepEnv({"PATH"})
-        .stdoutToFile(daemonLog(), true)  // spdlog writes to stdout
-        .stderrToStdout()
-        // Dies with us even when we are SIGKILLed (its guests then stay behind
-        // as orphans of init; the next run's temp dir is a different one).
-        .preExec([]() -> Result<void> {
-          ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-          return corral::ok();
-        });
-    Janitor::get().setDaemon(daemon_.get());
+    Janitor::get().setDaemon(-1);
+    if (daemon_) corral::bench::killAndReap(*daemon_);
+    daemon_ = corral::bench::corraldCommand(
+        paths_.bin, {"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"}, daemonLog());
     if (auto r = daemon_->start(); !r.ok()) return r.error().context("start corrald");
-    const auto deadline = Clock::now() + 60s;
-    while (true) {
+    Janitor::get().setDaemon(daemon_->pid());
+    return corral::bench::waitForCorrald(*daemon_, [this] {
       auto node = http(socket(), "GET", "/api/v1/node", {}, 5s);
-      if (node.ok() && node->status == 200) {
-        node_ = json::parse(node->body, nullptr, false);
-        return corral::ok();
-      }
-      auto st = daemon_->wait(0ms);
-      const bool exited = st.ok() || st.error().code != ErrorCode::Timeout;
-      if (exited || Clock::now() > deadline) {
-        return Error::unavailable("corrald did not answer; its log:\n" + daemonLogTail());
-      }
-      std::this_thread::sleep_for(20ms);
-    }
+      if (!node.ok() || node->status != 200) return false;
+      node_ = json::parse(node->body, nullptr, false);
+      return true;
+    }, daemonLog());
   }
 
   Result<void> createVms(int n) {
@@ -588,7 +454,7 @@ Stats stats(std::vector<double> v) {
   const size_t n = v.size();
   s.min = v.front();
   s.max = v.back();
-  s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  s.median = corral::bench::median(v);
   s.p90 = v[std::min(n - 1, static_cast<size_t>(0.9 * static_cast<double>(n)))];
   return s;
 }
@@ -775,11 +641,6 @@ void printTable(const std::vector<Row>& rows) {
   }
 }
 
-std::string envOr(const char* name, std::string fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : std::move(fallback);
-}
-
 int usage() {
   std::fprintf(stderr,
                "usage: daemon_bench [--bin DIR] [--guest DIR] [--iterations N] [--fleet N] [--rounds N]\n"
@@ -794,7 +655,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string build = envOr("CORRAL_BINARY_DIR", CORRAL_BINARY_DIR);
+  const std::string build = corral::bench::envOr("CORRAL_BINARY_DIR", CORRAL_BINARY_DIR);
   Paths paths{fs::path(build) / "bin", fs::path(build) / "guest"};
   Options o;
   std::string only;
@@ -829,7 +690,8 @@ int main(int argc, char** argv) {
 
   // QEMUs orphaned by a killed corrald come to us, so that we reap them.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  startSignalThread();
+  // Signals end the run here too: corrald, every QEMU, the temp dir.
+  corral::bench::startSignalThread("daemon_bench", [] { Janitor::get().cleanup(); });
 
   int rc = 0;
   std::vector<Row> rows;
@@ -837,13 +699,9 @@ int main(int argc, char** argv) {
     Rig rig(paths);
     auto run = [&]() -> Result<void> {
       CORRAL_TRY(rig.setUp());
-      double l1 = 0, l5 = 0, l15 = 0;
-      if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-        if (std::fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) != 3) l1 = l5 = l15 = 0;
-        std::fclose(f);
-      }
+      const corral::bench::LoadAvg load = corral::bench::loadAvg();
       std::printf("daemon_bench: corrald vs bare QEMU; %u cores, loadavg %.2f %.2f %.2f, accel tcg, qemu %s\n",
-                  std::thread::hardware_concurrency(), l1, l5, l15,
+                  std::thread::hardware_concurrency(), load.l1, load.l5, load.l15,
                   rig.node().value("qemu_version", std::string("?")).c_str());
       if (only.empty() || only == "start") rows.push_back(CORRAL_TRY(benchStartLatency(rig, o)));
       if (only.empty() || only == "fleet") {

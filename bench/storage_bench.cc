@@ -39,10 +39,8 @@
 // scripts/build-test-guest). --tmp DIR: where the temp dir goes (default /tmp;
 // it needs ~1.5 GiB).
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,14 +50,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
@@ -67,6 +63,7 @@
 #include "host/qemu_img.h"
 #include "host/state_dir.h"
 #include "host/storage_pool.h"
+#include "bench_support.h"
 #include "support/api_client.h"
 #include "util/command.h"
 #include "util/result.h"
@@ -78,126 +75,23 @@ using namespace std::chrono_literals;
 using corral::Error;
 using corral::ErrorCode;
 using corral::Result;
+using corral::bench::Clock;
+using corral::bench::describe;
+using corral::bench::Janitor;
+using corral::bench::list;
+using corral::bench::median;
+using corral::bench::msSince;
+using corral::bench::Paths;
+using corral::bench::readFile;
+using corral::bench::tail;
 using corral::testing::ApiClient;
 using corral::testing::ApiReply;
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 constexpr int64_t kMiB = 1 << 20;
 
-double msSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-std::string readFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::string tail(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(s.size() - n); }
-
 // ---------------------------------------------------------------------------
-// Every process this benchmark made dies with it (as in daemon_bench): the
-// daemon first, so that it restarts nothing, then everything whose command line
-// names the temp dir (its QEMUs are our orphans: we are a child subreaper).
-
-class Janitor {
- public:
-  static Janitor& get() {
-    static Janitor j;
-    return j;
-  }
-  void setRoot(fs::path root) {
-    std::lock_guard lock(mu_);
-    root_ = std::move(root);
-  }
-  void setDaemon(pid_t pid) {
-    std::lock_guard lock(mu_);
-    daemon_ = pid;
-  }
-
-  // Idempotent; safe from the signal thread while the main thread works.
-  void cleanup() noexcept {
-    std::lock_guard lock(mu_);
-    if (daemon_ > 0) {
-      ::kill(daemon_, SIGKILL);
-      ::waitpid(daemon_, nullptr, 0);
-      daemon_ = -1;
-    }
-    if (root_.empty()) return;
-    killAllUnder(root_.string());
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-    root_.clear();
-  }
-
- private:
-  static void killAllUnder(const std::string& needle) {
-    std::vector<pid_t> pids;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator("/proc", ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-      const pid_t pid = std::stoi(name);
-      if (pid == ::getpid()) continue;
-      if (readFile(e.path() / "cmdline").find(needle) != std::string::npos) pids.push_back(pid);
-    }
-    for (pid_t p : pids) ::kill(p, SIGKILL);
-    const auto deadline = Clock::now() + 10s;
-    for (pid_t p : pids) {
-      while (Clock::now() < deadline) {
-        const pid_t r = ::waitpid(p, nullptr, WNOHANG);
-        if (r == p) break;
-        const std::string proc = "/proc/" + std::to_string(p) + "/cmdline";
-        if (r < 0 && (!fs::exists(proc) || readFile(proc).empty())) break;  // gone, or a zombie not ours
-        std::this_thread::sleep_for(5ms);
-      }
-    }
-  }
-
-  std::mutex mu_;
-  fs::path root_;
-  pid_t daemon_ = -1;
-};
-
-// Signals are taken by a thread of their own, so cleanup runs in an ordinary thread.
-void startSignalThread() {
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
-    std::fprintf(stderr, "storage_bench: signal %d, cleaning up\n", sig);
-    Janitor::get().cleanup();
-    ::_exit(128 + sig);
-  }).detach();
-}
-
-// ---------------------------------------------------------------------------
-// Statistics and the table.
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string describe(std::vector<double> v, const char* unit) {
-  if (v.empty()) return "-";
-  std::sort(v.begin(), v.end());
-  return fmt::format("min {:.1f}  median {:.1f}  max {:.1f} {}", v.front(), median(v), v.back(), unit);
-}
-
-std::string list(const std::vector<double>& v) {
-  std::string out;
-  for (double x : v) out += fmt::format("{}{:.1f}", out.empty() ? "" : " ", x);
-  return out;
-}
+// The table.
 
 struct Row {
   std::string what;
@@ -495,47 +389,26 @@ Result<Row> benchImport(const fs::path& root, const Options& o, bool cold) {
 // ---------------------------------------------------------------------------
 // 3. A real corrald: guest writes, plain vs LUKS; API create from a disk image.
 
-struct Paths {
-  fs::path bin;    // corrald, corral
-  fs::path guest;  // vmlinuz, initramfs.cpio.gz, cmdline
-};
-
 class Daemon {
  public:
   // keepLog: where corrald's log is copied when this goes ("" none), on every path.
   Daemon(Paths paths, fs::path root, std::string keepLog)
       : paths_(std::move(paths)), root_(std::move(root)), state_(root_ / "s"), keepLog_(std::move(keepLog)) {}
   ~Daemon() {
-    if (daemon_ && daemon_->pid() > 0) {
-      ::kill(daemon_->pid(), SIGKILL);
-      (void)daemon_->wait(5000ms);
-    }
+    if (daemon_) corral::bench::killAndReap(*daemon_);
     Janitor::get().setDaemon(-1);
     std::error_code ec;
     if (!keepLog_.empty()) fs::copy_file(logPath(), keepLog_, fs::copy_options::overwrite_existing, ec);
   }
 
-  // corrald's start-up probe of QEMU has been seen to lose a race (see
-  // daemon_bench): retried, and said.
   Result<void> start() {
     fs::create_directories(state_);
-    for (int attempt = 1;; ++attempt) {
-      auto up = startOnce();
-      if (up.ok()) return up;
-      if (attempt == 3) return up;
-      std::fprintf(stderr, "storage_bench: corrald start-up failed (attempt %d), retrying: %s\n", attempt,
-                   up.error().message.c_str());
-    }
+    return corral::bench::retryCorraldStart("storage_bench", [this] { return startOnce(); });
   }
 
   // `corral --socket S ARGS...`; its stdout.
   Result<std::string> cli(const std::vector<std::string>& args) const {
-    corral::util::Command c((paths_.bin / "corral").string());
-    c.args({"--socket", socket()}).args(args).keepEnv({"PATH", "HOME"}).stdoutToBuffer().stderrToBuffer().timeout(
-        300000ms);
-    auto r = c.run();
-    if (!r.ok()) return r.error().context(fmt::format("corral {}", fmt::join(args.begin(), args.begin() + std::min<size_t>(args.size(), 3), " ")));
-    return std::move(r->out);
+    return corral::bench::runCorral(paths_.bin, socket(), args, 300000ms);
   }
 
   // An API call that must succeed; a 202's operation is waited for and must succeed.
@@ -565,34 +438,18 @@ class Daemon {
  private:
   Result<void> startOnce() {
     Janitor::get().setDaemon(-1);
-    if (daemon_ && daemon_->pid() > 0) {
-      ::kill(daemon_->pid(), SIGKILL);
-      (void)daemon_->wait(5000ms);
-    }
-    daemon_ = std::make_unique<corral::util::Command>((paths_.bin / "corrald").string());
-    daemon_->args({"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"})
-        .keepEnv({"PATH"})
-        .stdoutToFile(logPath(), true)
-        .stderrToStdout()
-        .preExec([]() -> Result<void> {
-          ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with us, even when we are SIGKILLed
-          return corral::ok();
-        });
+    if (daemon_) corral::bench::killAndReap(*daemon_);
+    daemon_ = corral::bench::corraldCommand(
+        paths_.bin, {"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"}, logPath());
     if (auto r = daemon_->start(); !r.ok()) return r.error().context("start corrald");
     Janitor::get().setDaemon(daemon_->pid());
-    const auto deadline = Clock::now() + 60s;
     const ApiClient client = ApiClient::unixSocket(socket());
-    while (true) {
+    return corral::bench::waitForCorrald(*daemon_, [&] {
       ApiReply node = client.get("/api/v1/node");
-      if (node.status == 200) {
-        node_ = node.json();
-        return corral::ok();
-      }
-      auto st = daemon_->wait(0ms);
-      const bool exited = st.ok() || st.error().code != ErrorCode::Timeout;
-      if (exited || Clock::now() > deadline) return Error::unavailable("corrald did not answer; its log:\n" + logTail());
-      std::this_thread::sleep_for(20ms);
-    }
+      if (node.status != 200) return false;
+      node_ = node.json();
+      return true;
+    }, logPath());
   }
 
   Paths paths_;
@@ -657,16 +514,11 @@ Result<double> bootAndMeasure(Daemon& d, const std::string& vm) {
 
 Result<std::vector<Row>> benchDaemon(const Paths& paths, const fs::path& root, const Images* im, const Options& o,
                                      double linkedSmallMedian) {
-  for (const char* f : {"vmlinuz", "initramfs.cpio.gz", "cmdline"}) {
-    if (!fs::exists(paths.guest / f))
-      return Error::notFound(fmt::format("test guest: no {} (run scripts/build-test-guest {})",
-                                         (paths.guest / f).string(), paths.guest.string()));
-  }
+  CORRAL_TRY(corral::bench::checkGuest(paths.guest));
   Daemon d(paths, root, o.keepLog);
   CORRAL_TRY(d.start());
   std::printf("  corrald %s, accel tcg\n", d.node().value("qemu_version", std::string("?")).c_str());
-  std::string cmdline = readFile(paths.guest / "cmdline");
-  while (!cmdline.empty() && (cmdline.back() == '\n' || cmdline.back() == '\r')) cmdline.pop_back();
+  const std::string cmdline = corral::bench::guestCmdline(paths.guest);
   CORRAL_TRY(d.cli({"image", "import", "ddguest", "--kernel", (paths.guest / "vmlinuz").string(), "--initrd",
                     (paths.guest / "initramfs.cpio.gz").string(), "--append", cmdline + " corral.ddtest=/dev/vda"}));
   const std::vector<std::string> vms{"ddplain", "ddluks"};
@@ -735,11 +587,6 @@ Result<std::vector<Row>> benchDaemon(const Paths& paths, const fs::path& root, c
   return rows;
 }
 
-std::string envOr(const char* name, std::string fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : std::move(fallback);
-}
-
 int usage() {
   std::fprintf(stderr,
                "usage: storage_bench [--bin DIR] [--guest DIR] [--tmp DIR] [--only clone|import|guest]\n"
@@ -755,7 +602,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string build = envOr("CORRAL_BINARY_DIR", CORRAL_BINARY_DIR);
+  const std::string build = corral::bench::envOr("CORRAL_BINARY_DIR", CORRAL_BINARY_DIR);
   Paths paths{fs::path(build) / "bin", fs::path(build) / "guest"};
   Options o;
   std::string only, tmp = "/tmp";
@@ -794,25 +641,22 @@ int main(int argc, char** argv) {
   if (!only.empty() && only != "clone" && only != "import" && only != "guest") return usage();
 
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // a killed corrald's QEMUs come to us, to be reaped
-  startSignalThread();
+  // Signals end the run here too: corrald, every QEMU and qemu-img, the temp dir.
+  corral::bench::startSignalThread("storage_bench", [] { Janitor::get().cleanup(); });
 
   int rc = 0;
   std::vector<Row> rows;
-  std::string tmpl = (fs::path(tmp) / "crsb.XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    std::fprintf(stderr, "storage_bench: mkdtemp in %s: %s\n", tmp.c_str(), strerror(errno));
+  auto made = corral::bench::makeTempDir(tmp, "crsb");
+  if (!made.ok()) {
+    std::fprintf(stderr, "storage_bench: %s\n", made.error().message.c_str());
     return 1;
   }
-  const fs::path root = tmpl;
+  const fs::path root = *made;
   Janitor::get().setRoot(root);
   {
-    double l1 = 0, l5 = 0, l15 = 0;
-    if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-      if (std::fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) != 3) l1 = l5 = l15 = 0;
-      std::fclose(f);
-    }
+    const corral::bench::LoadAvg load = corral::bench::loadAvg();
     std::printf("storage_bench: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", std::thread::hardware_concurrency(),
-                l1, l5, l15, root.c_str());
+                load.l1, load.l5, load.l15, root.c_str());
     std::fflush(stdout);
     auto parts = [&]() -> Result<void> {
       std::optional<Images> im;
