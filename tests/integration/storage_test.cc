@@ -21,7 +21,9 @@
 #include "support/daemon_harness.h"
 #include "support/loop_vg.h"
 #include "support/temp_dir.h"
+#include "host/key_store.h"
 #include "host/storage_pool_internal.h"
+#include "store/store.h"
 #include "util/command.h"
 
 namespace corral::testing {
@@ -115,6 +117,23 @@ TEST_F(StorageTest, EncryptedDiskKeepsDataHidesItAndKeepsKeysOffArgv) {
   EXPECT_NE(cmdline.find("secret,id="), std::string::npos) << "the disk is opened through a secret object";
   EXPECT_EQ(cmdline.find("data="), std::string::npos) << "a secret's value never on the command line";
   EXPECT_EQ(environ.find("corral"), std::string::npos);
+  // The passphrase itself, recovered the way corrald does (the wrapped key in its
+  // database, the host master key), is in neither.
+  {
+    auto db = store::openSqliteStore(h_.stateDir() + "/corral.db");
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    auto vmRow = (*db)->findVm("secret");
+    ASSERT_TRUE(vmRow.ok() && vmRow->has_value());
+    auto rows = (*db)->listDisks((*vmRow)->id);
+    ASSERT_TRUE(rows.ok() && rows->size() == 1);
+    auto keys = host::KeyStore::open(fs::path(h_.stateDir()) / "keys" / "master.key");
+    ASSERT_TRUE(keys.ok()) << keys.error().message;
+    auto passphrase = keys->unwrap((*rows)[0].wrappedKey, (*vmRow)->uuid + "/disk0");
+    ASSERT_TRUE(passphrase.ok()) << passphrase.error().message;
+    ASSERT_GE(passphrase->size(), 32u);
+    EXPECT_EQ(cmdline.find(*passphrase), std::string::npos) << "the key is on QEMU's command line";
+    EXPECT_EQ(environ.find(*passphrase), std::string::npos) << "the key is in QEMU's environment";
+  }
   fs::path runDir = fs::path(h_.stateDir()) / "run" / "secret";
   EXPECT_FALSE(fs::exists(runDir / "disk0.key")) << "the passphrase file goes once QEMU has read it";
 
