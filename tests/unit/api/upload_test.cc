@@ -271,7 +271,14 @@ TEST_F(UploadTest, LargeBodyStreamsToAFileWithoutGrowingMemory) {
   EXPECT_EQ(j["body"], "");
   EXPECT_EQ(j["kind"], "disk");
   EXPECT_EQ(admitted_, 1);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed blocks in a quarantine (up to 256 MiB), so RSS
+  // says nothing about what the transport holds: the bound is checked in the
+  // plain build only.
+  (void)rssBefore;
+#else
   EXPECT_LT(peak - rssBefore, 20 << 10) << "RSS grew from " << rssBefore << " KiB to " << peak << " KiB";
+#endif
   // The connection stays usable for the next request.
   ASSERT_TRUE(c.send("POST /api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"));
   Answer next = c.read();
