@@ -101,6 +101,21 @@ void reportTransportError(const Target &where, const Error &e) {
   }
 }
 
+// A call's answer as an exit code: a transport error or the daemon's refusal
+// printed, the response handed to out when asked for.
+int finishCall(const Target &where, Result<HttpResponse> r, HttpResponse *out) {
+  if (!r) {
+    reportTransportError(where, r.error());
+    return kExitUnreachable;
+  }
+  int code = exitCodeForStatus(r->status);
+  if (code != kExitOk)
+    std::cerr << apiErrorMessage(r->status, r->body) << '\n';
+  if (out != nullptr)
+    *out = std::move(r).take();
+  return code;
+}
+
 } // namespace
 
 int callApi(const Context &ctx, std::string_view method,
@@ -113,17 +128,7 @@ int callApi(const Context &ctx, std::string_view method,
     return code;
   HttpClient client(*where);
   std::string payload = body ? body->dump() : std::string();
-  auto r = client.request(method, target, payload, timeout, headers);
-  if (!r) {
-    reportTransportError(*where, r.error());
-    return kExitUnreachable;
-  }
-  code = exitCodeForStatus(r->status);
-  if (code != kExitOk)
-    std::cerr << apiErrorMessage(r->status, r->body) << '\n';
-  if (out != nullptr)
-    *out = std::move(r).take();
-  return code;
+  return finishCall(*where, client.request(method, target, payload, timeout, headers), out);
 }
 
 int callUpload(const Context &ctx, std::string_view target,
@@ -135,20 +140,11 @@ int callUpload(const Context &ctx, std::string_view target,
     return code;
   HttpClient client(*where);
   auto r = client.upload("PUT", target, filePath, {}, progress);
-  if (!r) {
-    if (r.error().field == "file") {
-      std::cerr << "corral: " << r.error().message << '\n';
-      return kExitUsage;
-    }
-    reportTransportError(*where, r.error());
-    return kExitUnreachable;
+  if (!r && r.error().field == "file") {
+    std::cerr << "corral: " << r.error().message << '\n';
+    return kExitUsage;
   }
-  code = exitCodeForStatus(r->status);
-  if (code != kExitOk)
-    std::cerr << apiErrorMessage(r->status, r->body) << '\n';
-  if (out != nullptr)
-    *out = std::move(r).take();
-  return code;
+  return finishCall(*where, std::move(r), out);
 }
 
 int printJson(const nlohmann::json &j, std::string_view output,

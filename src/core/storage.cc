@@ -173,14 +173,15 @@ Result<store::DiskRecord> Storage::rekey(const store::VmRecord& vm, const store:
   auto newFile = CORRAL_TRY(secretFile(newPass));
   store::DiskRecord after = d;
   after.wrappedKey = CORRAL_TRY(keys_->wrap(newPass, wrapContext(vm, d.name)));
-  CORRAL_TRY(qemuImg_.rekey(d.path, d.format == "raw" ? "luks" : d.format, host::Encryption{oldFile.path().string()},
-                            host::Encryption{newFile.path().string()}));
+  // A raw disk that is encrypted is QEMU's "luks" format.
+  const std::string format = d.format == "raw" ? "luks" : d.format;
+  const host::Encryption oldKey{oldFile.path().string()}, newKey{newFile.path().string()};
+  CORRAL_TRY(qemuImg_.rekey(d.path, format, oldKey, newKey));
   auto updated = store_.updateDisk(after);
   if (!updated.ok()) {
     // The image now opens only with the new passphrase: losing it would lose the
     // disk. Put the old one back into a key slot before giving up.
-    auto back = qemuImg_.rekey(d.path, d.format == "raw" ? "luks" : d.format, host::Encryption{newFile.path().string()},
-                               host::Encryption{oldFile.path().string()});
+    auto back = qemuImg_.rekey(d.path, format, newKey, oldKey);
     if (!back.ok())
       spdlog::critical("vm={} disk={}: rekey could not be recorded nor undone: {}", vm.name, d.name,
                        back.error().message);
@@ -190,8 +191,7 @@ Result<store::DiskRecord> Storage::rekey(const store::VmRecord& vm, const store:
   return updated;
 }
 
-Result<void> Storage::renameVolumes(const std::string& from, const std::string& to, int64_t vmId,
-                                    util::Rollback& rb) {
+Result<void> Storage::renameVolumes(const std::string& to, int64_t vmId, util::Rollback& rb) {
   auto disks = CORRAL_TRY(store_.listDisks(vmId));
   for (const auto& d : disks) {
     host::StoragePool* p = CORRAL_TRY(pool(d.pool, "pool"));
@@ -208,7 +208,6 @@ Result<void> Storage::renameVolumes(const std::string& from, const std::string& 
     CORRAL_TRY(store_.updateDisk(after));
     rb.add([this, d] { (void)store_.updateDisk(d); });
   }
-  (void)from;
   return ok();
 }
 
@@ -235,17 +234,8 @@ Result<std::vector<qemu::Disk>> Storage::qemuDisks(const store::VmRecord& vm, co
 
 void Storage::removeSecretFiles(const fs::path& runDir) {
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(runDir, ec)) {
-    if (entry.path().extension() != ".key") continue;
-    // Overwrite before unlinking, as host::SecretFile does.
-    if (FILE* f = std::fopen(entry.path().c_str(), "r+")) {
-      auto size = fs::file_size(entry.path(), ec);
-      std::string zeros(ec ? 0 : size, '\0');
-      std::fwrite(zeros.data(), 1, zeros.size(), f);
-      std::fclose(f);
-    }
-    fs::remove(entry.path(), ec);
-  }
+  for (const auto& entry : fs::directory_iterator(runDir, ec))
+    if (entry.path().extension() == ".key") host::removeSecretFile(entry.path());
 }
 
 }  // namespace corral::core

@@ -84,9 +84,9 @@ class Storage {
   // A new passphrase in a fresh LUKS key slot, the old one retired; the data
   // is not re-encrypted. Stopped VMs only (the caller checks).
   Result<store::DiskRecord> rekey(const store::VmRecord& vm, const store::DiskRecord& d);
-  // Renames every volume of VM `from` to VM `to`'s names and updates the rows;
-  // the undo of each step is added to rb.
-  Result<void> renameVolumes(const std::string& from, const std::string& to, int64_t vmId, util::Rollback& rb);
+  // Renames every volume of the VM with vmId to the names of VM `to` and
+  // updates the rows; the undo of each step is added to rb.
+  Result<void> renameVolumes(const std::string& to, int64_t vmId, util::Rollback& rb);
 
   // For a start: the VM's disks as QEMU opens them. The passphrase of each
   // encrypted disk is written to "<disk>.key" (0600) in runDir; call
@@ -97,6 +97,8 @@ class Storage {
   // The next free disk name of a VM: disk0, disk1, ...
   static std::string nextDiskName(const std::vector<store::DiskRecord>& disks);
   static std::string volumeName(const std::string& vm, const std::string& disk) { return vm + "." + disk; }
+  // Every VM's one CD drive.
+  static constexpr const char* kCdromId = "cd0";
 
  private:
   std::string wrapContext(const store::VmRecord& vm, const std::string& disk) const { return vm.uuid + "/" + disk; }

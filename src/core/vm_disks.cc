@@ -15,7 +15,6 @@ namespace corral::core {
 namespace {
 
 constexpr size_t kMaxDisks = 16;
-constexpr const char* kCdromId = "cd0";
 
 Error needsStopped(const store::VmRecord& vm, std::string_view what) {
   return Error::failedPrecondition(fmt::format("{} needs VM {} stopped; it is {}", what, vm.name, vm.state));
@@ -218,7 +217,7 @@ Result<store::VmRecord> VmManager::insertCdrom(const Principal& who, const std::
   auto vm = CORRAL_TRY(record(name));
   if (hasGuest(vm) && e->machine) {
     qemu::Cdrom cd;
-    cd.id = kCdromId;
+    cd.id = Storage::kCdromId;
     if (auto r = e->machine->monitor().changeMedium(qemu::cdromDeviceId(cd), iso.path); !r.ok())
       return Error::unavailable(fmt::format("image: QEMU refused the CD: {}", r.error().message));
   }
@@ -237,7 +236,7 @@ Result<store::VmRecord> VmManager::ejectCdrom(const Principal& who, const std::s
   auto vm = CORRAL_TRY(record(name));
   if (hasGuest(vm) && e->machine) {
     qemu::Cdrom cd;
-    cd.id = kCdromId;
+    cd.id = Storage::kCdromId;
     if (auto r = e->machine->monitor().ejectMedium(qemu::cdromDeviceId(cd)); !r.ok())
       return Error::unavailable(fmt::format("QEMU refused to eject the CD: {}", r.error().message));
   }

@@ -220,7 +220,7 @@ Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm, const fs::pat
   spec.accel = cfg_.accel;
   spec.disks = CORRAL_TRY(storage_.qemuDisks(vm, runDir));
   // One CD drive on every VM, empty or not, so a CD can go in while it runs.
-  qemu::Cdrom cd{.id = "cd0", .path = {}, .bus = qemu::CdromBus::Scsi};
+  qemu::Cdrom cd{.id = Storage::kCdromId, .path = {}, .bus = qemu::CdromBus::Scsi};
   if (!vm.cdrom.empty()) {
     auto iso = CORRAL_TRY(store_.findImage(vm.cdrom));
     if (!iso) return Error::failedPrecondition(fmt::format("CD image {} of VM {} no longer exists", vm.cdrom, vm.name));
@@ -518,7 +518,7 @@ Result<store::VmRecord> VmManager::modify(const Principal& who, const std::strin
     if (ec) return Error::internal(fmt::format("rename {} to {}: {}", oldDir.string(), newDir.string(), ec.message()));
     rb.add([&] { fs::rename(newDir, oldDir, ec); });
   }
-  if (renamed) CORRAL_TRY(storage_.renameVolumes(before.name, after.name, before.id, rb));
+  if (renamed) CORRAL_TRY(storage_.renameVolumes(after.name, before.id, rb));
   auto updated = CORRAL_TRY(store_.updateVm(after, req.expectedVersion, quota_.check(&before, after)));
   if (balloon) {
     auto r = e->machine->monitor().balloon(static_cast<int64_t>(after.memoryMib) << 20);

@@ -219,18 +219,21 @@ Result<SecretFile> SecretFile::create(const fs::path& dir, const std::string& na
   return SecretFile(CORRAL_TRY(writeSecretFile(dir, name, passphrase)));
 }
 
-SecretFile::~SecretFile() {
-  if (path_.empty()) return;
+void removeSecretFile(const fs::path& path) {
   // Best effort: the bytes are overwritten in place before the name goes (a
   // copy-on-write file system may still keep the old blocks for a while).
-  util::UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+  util::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st {};
   if (fd && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
     std::string zeros(size_t(st.st_size), '\0');
-    (void)writeAll(fd.get(), zeros, path_);
+    (void)writeAll(fd.get(), zeros, path);
     ::fdatasync(fd.get());
   }
-  ::unlink(path_.c_str());
+  ::unlink(path.c_str());
+}
+
+SecretFile::~SecretFile() {
+  if (!path_.empty()) removeSecretFile(path_);
 }
 
 }  // namespace corral::host

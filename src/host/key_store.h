@@ -44,6 +44,9 @@ class KeyStore {
 Result<std::filesystem::path> writeSecretFile(const std::filesystem::path& dir, const std::string& name,
                                               const std::string& passphrase);
 
+// Overwrites a secret file with zeros, then unlinks it (best effort; absent is fine).
+void removeSecretFile(const std::filesystem::path& path);
+
 // A 0600 secret file that is removed (best effort: overwritten, then unlinked)
 // when the holder goes. For qemu-img runs.
 class SecretFile {
