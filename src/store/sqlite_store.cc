@@ -8,9 +8,12 @@
 // Constraint violations are mapped to the project's error codes here, so callers
 // never see SQLite's words. Images and disks (sqlite_storage.cc) and the
 // migration runner (sqlite_migrate.cc) live beside this file.
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
 #include <fmt/format.h>
 
 #include "store/sqlite_support.h"
@@ -30,9 +33,26 @@ class SqliteStore final : public Store {
   explicit SqliteStore(const std::string& path)
       : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX) {
     db_.setBusyTimeout(5000);
-    db_.exec("PRAGMA journal_mode=WAL");
+    enableWal();
     db_.exec("PRAGMA foreign_keys=ON");
     db_.exec("PRAGMA synchronous=NORMAL");
+  }
+
+  // Switching a new file to WAL while another connection does the same can fail
+  // with SQLITE_BUSY at once, without the busy handler (SQLite will not wait on
+  // a lock it might deadlock on): daemons starting together on one new file
+  // retry instead, for as long as the busy timeout.
+  void enableWal() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (true) {
+      try {
+        db_.exec("PRAGMA journal_mode=WAL");
+        return;
+      } catch (const SQLite::Exception& e) {
+        if ((e.getErrorCode() & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   Result<void> migrate() {
