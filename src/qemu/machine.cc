@@ -721,6 +721,22 @@ void Machine::setConsoleTap(std::function<void(std::string_view)> tap) {
   if (s_->console) s_->console->setTap(std::move(tap));
 }
 
+// State::console is set before the Machine exists and never replaced, so these
+// read it without a lock, like setConsoleTap.
+bool Machine::consoleWrite(std::string bytes) {
+  return s_->console && s_->console->write(std::move(bytes));
+}
+
+void Machine::withConsoleQuiet(const std::function<void()>& fn) {
+  if (s_->console) {
+    s_->console->quiet(fn);
+  } else {
+    fn();
+  }
+}
+
+uint64_t Machine::consoleBytesDrained() const { return s_->console ? s_->console->bytesDrained() : 0; }
+
 bool Machine::alive() const { return s_->running(); }
 
 std::optional<ExitInfo> Machine::exitInfo() const {

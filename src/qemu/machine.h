@@ -138,8 +138,22 @@ class Machine {
 
   // The newest ≤ maxBytes of the serial console log (rotated file included). Thread-safe.
   std::string consoleLogTail(size_t maxBytes) const;
-  // Replaces the console tap (live viewers); nullptr: none. The tap runs on an io thread.
+  // Replaces the console tap (live viewers); nullptr: none. The tap runs on an io thread,
+  // under the mutex withConsoleQuiet() holds: it must not block nor call back into
+  // the console (ConsoleDrain::Tap).
   void setConsoleTap(std::function<void(std::string_view)> tap);
+  // Keystrokes for the guest's serial console (ConsoleDrain::write): false when
+  // there is no console, it has ended, or too many bytes already wait for a guest
+  // that does not read. Thread-safe, never blocks.
+  bool consoleWrite(std::string bytes);
+  // Runs fn while no console chunk is between the log and the tap
+  // (ConsoleDrain::quiet), so that consoleLogTail() + registering a live viewer
+  // inside fn gives that viewer every byte exactly once. Just runs fn when there
+  // is no console. fn must be short, must not block and must not call back into
+  // the console. Thread-safe.
+  void withConsoleQuiet(const std::function<void()>& fn);
+  // Serial console bytes read from the guest since launch/reattach (0: no console).
+  uint64_t consoleBytesDrained() const;
 
   // True while the QEMU process runs (not a zombie, same start time). Thread-safe.
   bool alive() const;
