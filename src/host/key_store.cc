@@ -1,4 +1,4 @@
-// Disk key wrapping and secret files; see key_store.h.
+// Secret key files, disk key wrapping and secret files; see key_store.h.
 //
 // Wrapped form: base64url(nonce[12] | ciphertext | tag[16]), AES-256-GCM under
 // the master key with the context as additional authenticated data, so that a
@@ -46,67 +46,80 @@ Result<void> writeAll(int fd, std::string_view data, const fs::path& path) {
   return ok();
 }
 
-// Reads and checks an existing master key file. ENOENT comes back as NotFound.
-Result<std::string> readMasterKey(const fs::path& path) {
+// Reads and checks an existing key file. ENOENT comes back as NotFound.
+Result<std::string> readSecretKey(const fs::path& path, size_t size, std::string_view what) {
   util::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return Error::notFound(path.string());
     if (errno == ELOOP)
-      return Error::failedPrecondition(fmt::format("master key {} is a symbolic link; refusing it", path.string()));
+      return Error::failedPrecondition(
+          fmt::format("{} {} is a symbolic link; refusing it (put the file itself there)", what, path.string()));
     return sysError("open", path, errno);
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return sysError("stat", path, errno);
   if (!S_ISREG(st.st_mode))
-    return Error::failedPrecondition(fmt::format("master key {} is not a regular file", path.string()));
+    return Error::failedPrecondition(fmt::format("{} {} is not a regular file", what, path.string()));
   if (st.st_uid != ::geteuid())
-    return Error::failedPrecondition(
-        fmt::format("master key {} is owned by uid {}, not by corral (uid {})", path.string(), st.st_uid, ::geteuid()));
+    return Error::failedPrecondition(fmt::format("{} {} is owned by uid {}, not by corral (uid {}); chown it",
+                                                 what, path.string(), st.st_uid, ::geteuid()));
   if ((st.st_mode & 077) != 0)
-    return Error::failedPrecondition(fmt::format(
-        "master key {} has mode {:04o}: group and others must have no access (chmod 600 it)", path.string(),
-        st.st_mode & 07777));
-  if (st.st_size != off_t(kKeyBytes))
     return Error::failedPrecondition(
-        fmt::format("master key {} is {} bytes, not {}", path.string(), st.st_size, kKeyBytes));
-  std::string key(kKeyBytes, '\0');
+        fmt::format("{} {} has mode {:04o}: group and others must have no access (chmod 600 it)", what,
+                    path.string(), st.st_mode & 07777));
+  if (st.st_size != off_t(size))
+    return Error::failedPrecondition(fmt::format(
+        "{} {} is {} bytes, not {}: restore the right file, or remove it to have a new key made (what the "
+        "old key protected is then lost)",
+        what, path.string(), st.st_size, size));
+  std::string key(size, '\0');
   size_t got = 0;
   while (got < key.size()) {
     ssize_t n = ::read(fd.get(), key.data() + got, key.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("read", path, errno);
-    if (n == 0) return Error::failedPrecondition(fmt::format("master key {} is short", path.string()));
+    if (n == 0) return Error::failedPrecondition(fmt::format("{} {} is short", what, path.string()));
     got += size_t(n);
   }
   return key;
 }
 
-// Makes a new key file: written under a temporary name (O_EXCL|O_NOFOLLOW,
-// 0600) and synced, then linked to its name, which never replaces a file: a
-// reader never sees a half-written key, and of two racing creators one wins.
-Result<void> createMasterKey(const fs::path& path) {
-  std::string key = CORRAL_TRY(util::randomBytes(kKeyBytes));
+// Writes key to a new 0600 file beside path (O_EXCL|O_NOFOLLOW) and syncs it.
+// Returns the temporary's name; the caller links or renames it, then unlinks
+// it if it is still there.
+Result<fs::path> writeTempKey(const fs::path& path, std::string_view key) {
   std::string suffix = util::base64UrlEncode(CORRAL_TRY(util::randomBytes(6)));
   fs::path tmp = path;
   tmp += ".tmp-" + suffix;
   util::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return sysError("create", tmp, errno);
-  auto cleanup = [&] { ::unlink(tmp.c_str()); };
   Result<void> w = writeAll(fd.get(), key, tmp);
   if (w.ok() && ::fchmod(fd.get(), 0600) != 0) w = sysError("chmod", tmp, errno);
   if (w.ok() && ::fsync(fd.get()) != 0) w = sysError("fsync", tmp, errno);
   if (!w.ok()) {
-    cleanup();
-    return w;
+    ::unlink(tmp.c_str());
+    return std::move(w).error();
   }
-  fd.reset();
-  int rc = ::link(tmp.c_str(), path.c_str());
-  int err = errno;
-  cleanup();
-  if (rc != 0 && err != EEXIST) return sysError("link", path, err);
-  // Make the new name durable too.
+  return tmp;
+}
+
+// Makes the directory entry just linked or renamed in path's parent durable.
+void syncParent(const fs::path& path) {
   util::UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir) ::fsync(dir.get());
+}
+
+// Makes a new key file: the temporary is linked to its name, which never
+// replaces a file: a reader never sees a half-written key, and of two racing
+// creators one wins (the loser reads the winner's key).
+Result<void> createSecretKey(const fs::path& path, size_t size) {
+  std::string key = CORRAL_TRY(util::randomBytes(size));
+  fs::path tmp = CORRAL_TRY(writeTempKey(path, key));
+  int rc = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err != EEXIST) return sysError("link", path, err);
+  syncParent(path);
   return ok();
 }
 
@@ -120,10 +133,11 @@ unsigned char* bytes(std::string& s) { return reinterpret_cast<unsigned char*>(s
 
 }  // namespace
 
-Result<KeyStore> KeyStore::open(const fs::path& masterKeyFile) {
-  if (masterKeyFile.empty() || !masterKeyFile.is_absolute())
-    return Error::invalidInput("master_key", masterKeyFile.string(), "must be an absolute path");
-  const fs::path parent = masterKeyFile.parent_path();
+Result<std::string> loadOrCreateSecretKey(const fs::path& file, size_t size, std::string_view what) {
+  if (file.empty() || !file.is_absolute())
+    return Error::invalidInput("key_file", file.string(), "must be an absolute path");
+  if (size == 0) return Error::internal(fmt::format("{} {}: a key of 0 bytes", what, file.string()));
+  const fs::path parent = file.parent_path();
   std::error_code ec;
   if (!fs::exists(parent, ec)) {
     fs::create_directories(parent, ec);
@@ -131,14 +145,34 @@ Result<KeyStore> KeyStore::open(const fs::path& masterKeyFile) {
     fs::permissions(parent, fs::perms::owner_all, ec);
     if (ec) return Error::internal(fmt::format("chmod {}: {}", parent.string(), ec.message()));
   }
-  auto key = readMasterKey(masterKeyFile);
+  auto key = readSecretKey(file, size, what);
   if (!key.ok() && key.error().code == ErrorCode::NotFound) {
-    CORRAL_TRY(createMasterKey(masterKeyFile));
-    spdlog::info("made a new disk-encryption master key at {}", masterKeyFile.string());
-    key = readMasterKey(masterKeyFile);
+    CORRAL_TRY(createSecretKey(file, size));
+    spdlog::info("made a new {} at {}", what, file.string());
+    key = readSecretKey(file, size, what);
   }
-  if (!key.ok()) return std::move(key).error();
-  return KeyStore(std::move(key).take());
+  return key;
+}
+
+Result<std::string> replaceSecretKey(const fs::path& file, size_t size) {
+  if (file.empty() || !file.is_absolute())
+    return Error::invalidInput("key_file", file.string(), "must be an absolute path");
+  if (size == 0) return Error::internal(fmt::format("{}: a key of 0 bytes", file.string()));
+  std::string key = CORRAL_TRY(util::randomBytes(size));
+  fs::path tmp = CORRAL_TRY(writeTempKey(file, key));
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return sysError("rename", file, err);
+  }
+  syncParent(file);
+  return key;
+}
+
+Result<KeyStore> KeyStore::open(const fs::path& masterKeyFile) {
+  if (masterKeyFile.empty() || !masterKeyFile.is_absolute())
+    return Error::invalidInput("master_key", masterKeyFile.string(), "must be an absolute path");
+  return KeyStore(CORRAL_TRY(loadOrCreateSecretKey(masterKeyFile, kKeyBytes, "disk-encryption master key")));
 }
 
 std::string KeyStore::newPassphrase() {

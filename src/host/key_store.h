@@ -7,14 +7,38 @@
 //
 // Destroying a wrapped key (deleting the disk's row) is the crypto-erase of the
 // disk: without it the LUKS volume's master key cannot be recovered.
+//
+// loadOrCreateSecretKey / replaceSecretKey are the one way a key file is made,
+// checked and replaced; other keys (the console token key) use them too.
 #pragma once
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "util/result.h"
 
 namespace corral::host {
+
+// Loads a secret key file of exactly `bytes` bytes, making it when absent: the
+// parent directory is created 0700 when missing, and the file 0600 with random
+// bytes (written under a temporary name, synced, then linked to its name, so a
+// reader never sees half a key and of two racing creators one wins). An
+// existing file must be a regular file (not a symlink), owned by us, with no
+// access for group or others, and of the right size: FailedPrecondition naming
+// the file and what to do otherwise (it is never replaced). file must be
+// absolute (InvalidInput "key_file"). `what` names the key in messages and in
+// the log line written when it is made ("console token key"); the key itself
+// never appears in either. Thread-safe; the caller keeps the returned bytes.
+Result<std::string> loadOrCreateSecretKey(const std::filesystem::path& file, size_t bytes, std::string_view what);
+
+// Replaces the key file with a new random key of `bytes` bytes: written to a
+// 0600 temporary file in the same directory, synced, renamed over the old one
+// (atomic: a reader sees the old key or the new one), then the directory is
+// synced. Returns the new key. The old bytes are gone from the file system's
+// name space at once; the caller drops its in-memory copy. Callers serialise
+// their own rotations (two racing calls each succeed; the last rename wins).
+Result<std::string> replaceSecretKey(const std::filesystem::path& file, size_t bytes);
 
 class KeyStore {
  public:

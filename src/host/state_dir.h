@@ -7,7 +7,8 @@
 //                        runtime record, qemu.log, console.log
 //   DIR/cache/           probe results
 //   DIR/disks/           the default "dir" storage pool: VM disk files
-//   DIR/keys/            master.key, wrapping every disk's LUKS passphrase (0700/0600)
+//   DIR/keys/            master.key, wrapping every disk's LUKS passphrase (0700/0600);
+//                        console.key, signing console tokens (0600, rotatable)
 //   DIR/uploads/         image uploads being received over HTTP (0700)
 //   DIR/tmp/             short-lived private files: secrets handed to qemu-img (0700)
 //
@@ -38,6 +39,7 @@ class StateDir {
   std::filesystem::path disksDir() const { return root_ / "disks"; }
   std::filesystem::path keysDir() const { return root_ / "keys"; }
   std::filesystem::path masterKey() const { return keysDir() / "master.key"; }
+  std::filesystem::path consoleKey() const { return keysDir() / "console.key"; }
   std::filesystem::path uploadsDir() const { return root_ / "uploads"; }
   std::filesystem::path tmpDir() const { return root_ / "tmp"; }
 

@@ -3,7 +3,9 @@
 // under the same master key and context, and any changed byte is refused; an
 // existing key file that others can read, of the wrong size or behind a symlink
 // is refused; secret files are 0600, never replace a file, and a SecretFile is
-// gone (its bytes zeroed first) once it is destroyed.
+// gone (its bytes zeroed first) once it is destroyed. The shared key-file pair:
+// loadOrCreateSecretKey makes, reuses and refuses key files of any size the
+// same way; replaceSecretKey swaps in a new 0600 key atomically.
 #include "host/key_store.h"
 
 #include <sys/stat.h>
@@ -180,6 +182,93 @@ TEST(SecretFiles, SecretFileGoesWithItsHolder) {
   }
   EXPECT_FALSE(fs::exists(dir / "k2"));
   EXPECT_EQ(readAll(keep), std::string(6, '\0'));
+}
+
+// Proves loadOrCreateSecretKey makes a 0600 file of the asked size (parent 0700)
+// and returns the same bytes on every later call.
+TEST(SecretKeyFile, MadeOnceThenReused) {
+  testing::TempDir dir;
+  const fs::path file = dir / "sub" / "token.key";
+  auto k = loadOrCreateSecretKey(file, 48, "test key");
+  ASSERT_TRUE(k.ok()) << k.error().describe();
+  EXPECT_EQ(k->size(), 48u);
+  EXPECT_EQ(modeOf(file), 0600u);
+  EXPECT_EQ(modeOf(file.parent_path()), 0700u);
+  EXPECT_EQ(readAll(file), *k);
+  EXPECT_EQ(std::distance(fs::directory_iterator(file.parent_path()), fs::directory_iterator()), 1);
+  auto again = loadOrCreateSecretKey(file, 48, "test key");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *k);
+  EXPECT_FALSE(loadOrCreateSecretKey("relative.key", 32, "test key").ok());
+}
+
+// Proves an existing key file that group or others may read, or of the wrong
+// size, is refused (FailedPrecondition naming the key, the file and the fix)
+// and left as it was.
+TEST(SecretKeyFile, RefusesOpenModeAndWrongSize) {
+  testing::TempDir dir;
+  const fs::path open = dir / "open.key";
+  std::ofstream(open) << std::string(32, 'k');
+  fs::permissions(open, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);
+  auto r = loadOrCreateSecretKey(open, 32, "console token key");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::FailedPrecondition);
+  EXPECT_NE(r.error().message.find(open.string()), std::string::npos);
+  EXPECT_NE(r.error().message.find("console token key"), std::string::npos);
+  EXPECT_NE(r.error().message.find("chmod 600"), std::string::npos);
+  EXPECT_EQ(r.error().message.find(std::string(32, 'k')), std::string::npos);  // never the key
+  EXPECT_EQ(modeOf(open), 0644u);
+
+  const fs::path sized = dir / "sized.key";
+  std::ofstream(sized) << std::string(16, 's');
+  fs::permissions(sized, fs::perms::owner_read | fs::perms::owner_write);
+  auto s = loadOrCreateSecretKey(sized, 32, "console token key");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::FailedPrecondition);
+  EXPECT_NE(s.error().message.find(sized.string()), std::string::npos);
+  EXPECT_NE(s.error().message.find("16 bytes, not 32"), std::string::npos) << s.error().message;
+  EXPECT_EQ(readAll(sized), std::string(16, 's'));
+}
+
+// Proves replaceSecretKey writes a new random 0600 key of the asked size over
+// the old one, returns it, leaves no temporary behind, and that the next load
+// reads the new key.
+TEST(SecretKeyFile, ReplaceSwapsInNewKey) {
+  testing::TempDir dir;
+  const fs::path file = dir / "k" / "token.key";
+  const std::string old = *loadOrCreateSecretKey(file, 32, "test key");
+  ::umask(0);  // the new file is 0600 whatever the umask
+  auto fresh = replaceSecretKey(file, 32);
+  ::umask(022);
+  ASSERT_TRUE(fresh.ok()) << fresh.error().describe();
+  EXPECT_EQ(fresh->size(), 32u);
+  EXPECT_NE(*fresh, old);
+  EXPECT_EQ(readAll(file), *fresh);
+  EXPECT_EQ(modeOf(file), 0600u);
+  EXPECT_EQ(std::distance(fs::directory_iterator(file.parent_path()), fs::directory_iterator()), 1);
+  auto loaded = loadOrCreateSecretKey(file, 32, "test key");
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(*loaded, *fresh);
+  auto second = replaceSecretKey(file, 32);
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(*second, *fresh);
+  // A missing directory is an error, not a half-made key.
+  EXPECT_FALSE(replaceSecretKey(dir / "nowhere" / "x.key", 32).ok());
+  EXPECT_FALSE(replaceSecretKey("relative.key", 32).ok());
+}
+
+// Proves KeyStore::open, now on loadOrCreateSecretKey, still refuses a master
+// key that others may read, naming the file.
+TEST(SecretKeyFile, KeyStoreUsesTheSameChecks) {
+  testing::TempDir dir;
+  const fs::path file = dir / "m.key";
+  ASSERT_TRUE(KeyStore::open(file).ok());
+  fs::permissions(file, fs::perms::others_read, fs::perm_options::add);
+  auto r = KeyStore::open(file);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::FailedPrecondition);
+  EXPECT_NE(r.error().message.find(file.string()), std::string::npos);
 }
 
 }  // namespace
