@@ -397,7 +397,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   // On a pool thread; the strand is idle meanwhile, so req_ and resp_ are ours.
   void handle(bool upgrade) {
     RequestIdScope scope(req_.requestId);
-    const WsHandler* ws = upgrade ? srv_->router->matchWebSocket(req_) : nullptr;
+    bool selfAuthenticated = false;
+    const WsHandler* ws = upgrade ? srv_->router->matchWebSocket(req_, &selfAuthenticated) : nullptr;
     if (ws == nullptr) {
       resp_ = runHandler([&] { return srv_->router->dispatch(req_); });
     } else {
@@ -411,7 +412,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
         if (!r.ok()) return Response::error(r.error(), req_.requestId);
         accept = std::move(*r);
         return Response{};
-      });
+      }, !selfAuthenticated);
       if (accept) {
         asio::post(strand_, [self = this->shared_from_this(), accept = std::move(accept)]() mutable {
           self->upgradeTo(std::move(accept));

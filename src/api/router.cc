@@ -95,13 +95,14 @@ void Router::add(std::string method, std::string pattern, Handler h) {
   routes_.push_back(std::move(r));
 }
 
-void Router::addWebSocket(std::string pattern, WsHandler h) {
+void Router::addWebSocket(std::string pattern, WsHandler h, bool selfAuthenticated) {
   add("GET", std::move(pattern), [](const Request& req) {
     return Response::error(Error::invalidInput("upgrade", req.header("upgrade"),
                                                "this path is a WebSocket: send a GET with Upgrade: websocket"),
                            req.requestId);
   });
   routes_.back().wsHandler = std::move(h);
+  routes_.back().wsSelfAuthenticated = selfAuthenticated;
 }
 
 const Router::Route* Router::match(Request& req, std::set<std::string>* allowed) const {
@@ -150,10 +151,12 @@ const Router::UploadRoute* Router::matchUpload(Request& req) const {
   return r != nullptr ? r->upload.get() : nullptr;
 }
 
-const WsHandler* Router::matchWebSocket(Request& req) const {
+const WsHandler* Router::matchWebSocket(Request& req, bool* selfAuthenticated) const {
   std::set<std::string> allowed;
   const Route* r = match(req, &allowed);
-  return r != nullptr && r->wsHandler ? &r->wsHandler : nullptr;
+  if (r == nullptr || !r->wsHandler) return nullptr;
+  if (selfAuthenticated != nullptr) *selfAuthenticated = r->wsSelfAuthenticated;
+  return &r->wsHandler;
 }
 
 Response Router::dispatch(Request& req) const {

@@ -97,11 +97,15 @@ class Router {
 
   // A WebSocket route at pattern (method GET). dispatch() of a plain GET there
   // answers 400 asking for an upgrade.
-  void addWebSocket(std::string pattern, WsHandler h);
+  // selfAuthenticated: the handler authenticates the request itself (console
+  // WebSockets take a signed ?token=), so the transport's authenticator is not
+  // run and req.principal stays null.
+  void addWebSocket(std::string pattern, WsHandler h, bool selfAuthenticated = false);
 
   // For an upgrade request: the WebSocket route matching req.path with req.params
-  // filled, or null (the transport then answers as dispatch() would).
-  const WsHandler* matchWebSocket(Request& req) const;
+  // filled, or null (the transport then answers as dispatch() would);
+  // *selfAuthenticated (when given) says how that route was added.
+  const WsHandler* matchWebSocket(Request& req, bool* selfAuthenticated = nullptr) const;
 
   // An upload route: the body is never held in memory but streamed into a file
   // (HttpServerOptions::uploadDir/maxUploadBytes), then h runs with
@@ -130,6 +134,7 @@ class Router {
     std::vector<std::string> segments;  // "{x}" kept verbatim for parameters
     Handler handler;
     WsHandler wsHandler;  // set for WebSocket routes only
+    bool wsSelfAuthenticated = false;
     std::shared_ptr<UploadRoute> upload;  // set for upload routes only
   };
   // The best route for path and method (literal segments win), filling params;

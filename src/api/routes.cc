@@ -215,6 +215,7 @@ void addAllRoutes(Router& router, const Services& s) {
   addRoutes(router, s.vms, s.ops, s.nodeFacts);
   addStorageRoutes(router, s.vms, s.images);
   addIdentityRoutes(router, s.identity);
+  addConsoleRoutes(router, s.vms, s.consoleTokens, s.identity, s.console);
   core::VmManager& vms = s.vms;
   addOperationRoutes(router, s.ops, s.events, [&vms](const core::Principal& who, const std::string& name) {
     return vms.get(who, name).ok();

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/router.h"
+#include "api/routes_console.h"
+#include "core/console_tokens.h"
 #include "core/events.h"
 #include "core/identity.h"
 #include "core/operations.h"
@@ -31,7 +33,9 @@ struct Services {
   core::Operations& ops;
   core::EventBus& events;
   core::Identity& identity;
+  core::ConsoleTokens& consoleTokens;
   NodeFacts nodeFacts;
+  ConsoleRouteOptions console = {};
 };
 
 // Every route corrald serves: VMs, images, node, quotas (above), identity

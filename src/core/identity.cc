@@ -253,6 +253,36 @@ Result<Principal> Identity::fromLogin(const std::string& login, const std::strin
   return principalOf(*user, via);
 }
 
+Result<int64_t> Identity::userIdOf(const Principal& p) {
+  if (p.via == "unix" && p.login == "root") return int64_t{0};
+  auto user = CORRAL_TRY(store_.findUser(p.login));
+  if (!user) return Error::unauthenticated(fmt::format("no corral user '{}'", p.login));
+  return user->id;
+}
+
+Result<Principal> Identity::confirm(const std::string& login, int64_t userId, std::optional<int64_t> apiTokenId) {
+  Principal p;
+  if (userId == 0 && login == "root") {
+    p.login = "root";
+    p.admin = true;
+  } else {
+    if (!util::validateLogin("login", login).ok())
+      return Error::unauthenticated(fmt::format("'{}' is not a valid login", login));
+    auto user = CORRAL_TRY(store_.findUser(login));
+    if (!user || user->id != userId)
+      return Error::unauthenticated(fmt::format("user '{}' no longer exists", login));
+    p = CORRAL_TRY(principalOf(*user, "console-token"));
+  }
+  p.via = "console-token";
+  if (apiTokenId) {
+    auto tok = CORRAL_TRY(store_.findToken(*apiTokenId));
+    if (!tok || !tok->revokedAt.empty())
+      return Error::unauthenticated("the API token this was minted with has been revoked");
+    if (expired(tok->expiresAt)) return Error::unauthenticated("the API token this was minted with has expired");
+  }
+  return p;
+}
+
 Result<Principal> Identity::fromCertEmail(const std::string& email) {
   // No index on email: this path is off by default and serves few users.
   auto users = CORRAL_TRY(store_.listUsers());

@@ -109,6 +109,15 @@ class Identity {
   // A verified client certificate's email: the one user with that email (via "cert").
   Result<Principal> fromCertEmail(const std::string& email);
 
+  // --- Console tokens (console_tokens.h) name who minted them; when one is
+  // redeemed that identity must still hold. userIdOf: the row id of p's user, 0
+  // for root over the unix socket (no row). confirm: the principal (via
+  // "console-token") when the user still exists with that id (not deleted, not
+  // re-created under the same login) and the API token it was minted with, if
+  // any, is neither revoked nor expired; Unauthenticated saying which failed.
+  Result<int64_t> userIdOf(const Principal& p);
+  Result<Principal> confirm(const std::string& login, int64_t userId, std::optional<int64_t> apiTokenId);
+
   // --- Sessions. address keys the per-address limit ("" counts as one address).
   // RateLimited (with retryAfterSeconds) before any password is checked when
   // the account or the address had too many failures; Unauthenticated with one

@@ -42,6 +42,8 @@ struct VmManager::Entry {
   uint64_t generation = 0;  // bumped per launched or reattached machine
   std::vector<std::chrono::steady_clock::time_point> restarts;
   uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
+  // The interactive consoles; told when a machine comes and goes. Made with the entry.
+  std::shared_ptr<ConsoleHub> console;
 };
 
 }  // namespace corral::core

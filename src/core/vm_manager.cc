@@ -60,7 +60,10 @@ VmManager::~VmManager() {
 std::shared_ptr<VmManager::Entry> VmManager::entry(const std::string& name) {
   std::lock_guard lock(mu_);
   auto& e = entries_[name];
-  if (!e) e = std::make_shared<Entry>();
+  if (!e) {
+    e = std::make_shared<Entry>();
+    e->console = std::make_shared<ConsoleHub>(io_);
+  }
   return e;
 }
 
@@ -276,6 +279,7 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   }
   e.machine = std::move(launched).take();
   e.watch = std::move(watch);
+  e.console->machineStarted(*e.machine, qemu::Machine::runtimePaths(runDir.string()).vncSocket);
   e.bootMemoryMib = vm.memoryMib;
   if (vm.bootCdrom) {
     // Booted from the CD this once; the next start boots the disk.
@@ -572,7 +576,29 @@ Result<std::string> VmManager::consoleLog(const Principal& who, const std::strin
   return util::RotatingLog::readTail((runDir / qemu::Machine::kConsoleLog).string(), maxBytes);
 }
 
+Result<std::unique_ptr<ConsoleSession>> VmManager::attachSerial(const Principal& who, const std::string& name,
+                                                                std::shared_ptr<ConsoleViewer> viewer,
+                                                                size_t historyBytes) {
+  CORRAL_TRY(visible(who, name));
+  auto s = entry(name)->console->attachSerial(std::move(viewer), historyBytes);
+  if (!s.ok()) return s.error().context(fmt::format("serial console of VM {}", name));
+  return s;
+}
+
+Result<std::unique_ptr<ConsoleSession>> VmManager::openVnc(const Principal& who, const std::string& name,
+                                                           std::shared_ptr<ConsoleViewer> viewer) {
+  CORRAL_TRY(visible(who, name));
+  auto s = entry(name)->console->openVnc(std::move(viewer));
+  if (!s.ok()) return s.error().context(fmt::format("graphical console of VM {}", name));
+  return s;
+}
+
 void VmManager::dropMachine(Entry& e, const std::string& name, RuntimeFiles files) {
+  switch (files) {
+    case RuntimeFiles::Keep: e.console->machineGone("the guest crashed"); break;
+    case RuntimeFiles::KeepConsoleLog: e.console->machineGone("the guest stopped"); break;
+    case RuntimeFiles::Remove: e.console->machineGone("the VM was deleted"); break;
+  }
   e.machine.reset();
   e.watch.reset();
   ++e.generation;
@@ -677,6 +703,7 @@ Result<void> VmManager::reconcile() {
     if (machine.ok()) {
       e->machine = std::move(machine).take();
       e->watch = std::move(watch);
+      e->console->machineStarted(*e->machine, qemu::Machine::runtimePaths(runDir.string()).vncSocket);
       e->bootMemoryMib = vm.memoryMib;
       auto status = e->machine->monitor().queryStatus();
       bool running = status.ok() && status->running;

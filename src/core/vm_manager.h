@@ -28,6 +28,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "core/console_hub.h"
 #include "core/events.h"
 #include "core/principal.h"
 #include "core/quota.h"
@@ -143,6 +144,13 @@ class VmManager {
   Result<void> remove(const Principal& who, const std::string& name);
   // The guest's serial output so far (the tail, at most maxBytes).
   Result<std::string> consoleLog(const Principal& who, const std::string& name, size_t maxBytes);
+  // Interactive consoles (console_hub.h) of a running guest the caller may see:
+  // the serial console (the newest historyBytes of its log, then live output)
+  // or a stream to its VNC server. FailedPrecondition when it is not running.
+  Result<std::unique_ptr<ConsoleSession>> attachSerial(const Principal& who, const std::string& name,
+                                                       std::shared_ptr<ConsoleViewer> viewer, size_t historyBytes);
+  Result<std::unique_ptr<ConsoleSession>> openVnc(const Principal& who, const std::string& name,
+                                                  std::shared_ptr<ConsoleViewer> viewer);
 
   // Quotas: limits against usage of a subject ("user"/"group"). Visible to
   // admins, the user themselves and a group's members; others get NotFound.

@@ -85,6 +85,8 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "default_pool") CORRAL_TRY(read(v, k, cfg.storage.defaultPool));
     else if (k == "qemu_img") CORRAL_TRY(read(v, k, cfg.storage.qemuImg));
     else if (k == "max_upload_bytes") CORRAL_TRY(read(v, k, cfg.maxUploadBytes));
+    else if (k == "console_token_ttl") CORRAL_TRY(read(v, k, cfg.consoleTokenTtlSeconds));
+    else if (k == "console_history_bytes") CORRAL_TRY(read(v, k, cfg.consoleHistoryBytes));
     else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
   }
   return ok();
@@ -121,6 +123,8 @@ std::vector<std::string> describe(const Config& c) {
   for (const auto& p : c.storage.pools)
     pools += fmt::format(" {}:{}:{}", p.name, p.kind, p.kind == "lvm" ? p.vg : p.path);
   out.push_back(pools + "]");
+  out.push_back(fmt::format("console_token_ttl={} console_history_bytes={} (token key: <state_dir>/keys/console.key)",
+                            c.consoleTokenTtlSeconds, c.consoleHistoryBytes));
   std::string q = "quota_defaults:";
   for (const auto& k : core::quotaKeys()) q += fmt::format(" {}={}", k.key, c.quotaDefaults.*(k.limit));
   out.push_back(q);

@@ -48,6 +48,11 @@ struct Config {
   // "kind": "dir", "path": "/srv/corral"}]), the pool new disks go to, and qemu-img.
   core::StorageConfig storage;
   uint64_t maxUploadBytes = uint64_t(64) << 30;  // largest image upload over HTTP
+
+  // Consoles: how long a console token is valid, and how much serial history a
+  // viewer gets on attach.
+  unsigned consoleTokenTtlSeconds = 300;
+  size_t consoleHistoryBytes = 64 * 1024;
 };
 
 // Reads the JSON file at path into cfg. Keys are the flags' names with '_' for

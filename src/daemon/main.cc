@@ -136,9 +136,25 @@ int run(const Config& cfg) {
     if (auto r = images.dropUnfinished(); !r.ok()) spdlog::error("images: {}", r.error().message);
     if (auto r = vms.reconcile(); !r.ok()) spdlog::error("reconcile: {}", r.error().message);
 
+    auto consoleTokens = core::ConsoleTokens::open(
+        {.keyFile = dir.consoleKey(), .ttl = std::chrono::seconds(cfg.consoleTokenTtlSeconds)});
+    if (!consoleTokens.ok()) {
+      spdlog::critical("consoles: {}", consoleTokens.error().message);
+      guard.reset();
+      io.stop();
+      for (auto& t : ioThreads) t.join();
+      return 1;
+    }
+
     api::Router router;
-    api::addAllRoutes(router, {.vms = vms, .images = images, .ops = ops, .events = events, .identity = identity,
-                               .nodeFacts = [&] { return node->toJson(vms); }});
+    api::addAllRoutes(router, {.vms = vms,
+                               .images = images,
+                               .ops = ops,
+                               .events = events,
+                               .identity = identity,
+                               .consoleTokens = **consoleTokens,
+                               .nodeFacts = [&] { return node->toJson(vms); },
+                               .console = {.historyBytes = cfg.consoleHistoryBytes}});
     api::AuthOptions auth;
     auth.trustedProxies = cfg.trustedProxies;
     auth.proxyHeader = cfg.proxyHeader;
@@ -199,6 +215,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", cfg.tlsClientCa, "CA bundle to verify client certificates against");
   app.add_flag("--client-cert-login", cfg.clientCertLogin, "log in the user whose email a client certificate names");
   app.add_option("--trusted-proxy", cfg.trustedProxies, "address of a reverse proxy whose X-Remote-User is believed");
+  app.add_option("--console-token-ttl", cfg.consoleTokenTtlSeconds, "seconds a console token stays valid")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (cfg.stateDir.empty() || cfg.stateDir.front() != '/') {
     std::error_code ec;

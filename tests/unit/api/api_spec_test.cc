@@ -51,9 +51,11 @@ TEST(ApiSpec, ServedRoutesAreExactlyTheDocumentedOnes) {
   core::Operations ops(**store, 1);
   core::Identity identity(**store);
   core::Images images(**store, vms.storage(), ops);
+  auto tokens = core::ConsoleTokens::open({.keyFile = state.consoleKey()});
+  ASSERT_TRUE(tokens.ok()) << tokens.error().describe();
   Router router;
   addAllRoutes(router, {.vms = vms, .images = images, .ops = ops, .events = events, .identity = identity,
-                        .nodeFacts = [] { return nlohmann::json::object(); }});
+                        .consoleTokens = **tokens, .nodeFacts = [] { return nlohmann::json::object(); }});
 
   std::set<std::pair<std::string, std::string>> served;
   for (const auto& r : router.routes()) served.insert(r);

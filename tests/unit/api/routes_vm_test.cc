@@ -44,7 +44,11 @@ class VmRoutes : public ::testing::Test {
     identity_ = std::make_unique<core::Identity>(*store_);
     ASSERT_TRUE(vms_->openStorage().ok());
     images_ = std::make_unique<core::Images>(*store_, vms_->storage(), *ops_);
+    auto tokens = core::ConsoleTokens::open({.keyFile = state_.consoleKey()});
+    ASSERT_TRUE(tokens.ok()) << tokens.error().describe();
+    tokens_ = std::move(tokens).take();
     addAllRoutes(router_, {.vms = *vms_, .images = *images_, .ops = *ops_, .events = events_, .identity = *identity_,
+                           .consoleTokens = *tokens_,
                            .nodeFacts = [] { return json::object(); }});
   }
 
@@ -87,6 +91,7 @@ class VmRoutes : public ::testing::Test {
   std::unique_ptr<core::Operations> ops_;
   std::unique_ptr<core::Identity> identity_;
   std::unique_ptr<core::Images> images_;
+  std::unique_ptr<core::ConsoleTokens> tokens_;
   Router router_;
 };
 
