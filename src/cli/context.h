@@ -107,5 +107,6 @@ void addTokenCommands(CLI::App &app, Context &ctx);
 void addQuotaCommands(CLI::App &app, Context &ctx);
 void addOperationCommands(CLI::App &app, Context &ctx);
 void addEventCommands(CLI::App &app, Context &ctx);
+void addConsoleCommands(CLI::App &app, Context &ctx);
 
 } // namespace corral::cli

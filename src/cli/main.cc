@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
   addQuotaCommands(app, ctx);
   addOperationCommands(app, ctx);
   addEventCommands(app, ctx);
+  addConsoleCommands(app, ctx);
 
   try {
     app.parse(argc, argv);
