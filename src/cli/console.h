@@ -27,8 +27,7 @@ struct EscapeSplit {
   std::string_view send;
   bool detach = false;
 };
-EscapeSplit splitAtEscape(std::string_view chunk,
-                          std::optional<unsigned char> key);
+EscapeSplit splitAtEscape(std::string_view chunk, std::optional<unsigned char> key);
 
 // "HOST:PORT" or "[V6]:PORT"; HOST must be a loopback address (127.0.0.0/8,
 // ::1) or "localhost" (= 127.0.0.1): the forwarded VNC console has no password
@@ -36,7 +35,7 @@ EscapeSplit splitAtEscape(std::string_view chunk,
 // keyboard. Port 0 picks a free port. Errors: InvalidInput with field
 // "--listen".
 struct ListenAddress {
-  std::string host; // an address literal, without brackets
+  std::string host;  // an address literal, without brackets
   uint16_t port = 0;
 };
 Result<ListenAddress> parseListenAddress(std::string_view text);
@@ -44,4 +43,4 @@ Result<ListenAddress> parseListenAddress(std::string_view text);
 // "127.0.0.1:5901", "[::1]:5901".
 std::string formatHostPort(const std::string &host, uint16_t port);
 
-} // namespace corral::cli
+}  // namespace corral::cli

@@ -5,10 +5,13 @@
 #include "cli/terminal.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -17,10 +20,6 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <fmt/format.h>
 
 namespace corral::cli {
 namespace {
@@ -31,14 +30,12 @@ termios gSaved{};
 std::terminate_handler gPreviousTerminate = nullptr;
 
 void restoreGlobal() noexcept {
-  if (gActive.exchange(false))
-    ::tcsetattr(gFd, TCSANOW, &gSaved);
+  if (gActive.exchange(false)) ::tcsetattr(gFd, TCSANOW, &gSaved);
 }
 
 [[noreturn]] void onTerminate() {
   restoreGlobal();
-  if (gPreviousTerminate != nullptr)
-    gPreviousTerminate();
+  if (gPreviousTerminate != nullptr) gPreviousTerminate();
   std::abort();
 }
 
@@ -50,21 +47,17 @@ void installHooks() {
   });
 }
 
-} // namespace
+}  // namespace
 
 Result<void> RawMode::enter(int fd) {
-  if (active_ || ::isatty(fd) != 1)
-    return ok();
+  if (active_ || ::isatty(fd) != 1) return ok();
   termios current{};
   if (::tcgetattr(fd, &current) != 0)
     return Error{ErrorCode::Unavailable,
-                 fmt::format("cannot read the terminal's settings: {}",
-                             std::strerror(errno)),
+                 fmt::format("cannot read the terminal's settings: {}", std::strerror(errno)),
                  "terminal",
                  {}};
-  if (gActive.load())
-    return Error{ErrorCode::Unavailable,
-                 "another terminal is already in raw mode", "terminal", {}};
+  if (gActive.load()) return Error{ErrorCode::Unavailable, "another terminal is already in raw mode", "terminal", {}};
   installHooks();
   gFd = fd;
   gSaved = current;
@@ -76,8 +69,7 @@ Result<void> RawMode::enter(int fd) {
     int err = errno;
     restoreGlobal();
     return Error{ErrorCode::Unavailable,
-                 fmt::format("cannot put the terminal in raw mode: {}",
-                             std::strerror(err)),
+                 fmt::format("cannot put the terminal in raw mode: {}", std::strerror(err)),
                  "terminal",
                  {}};
   }
@@ -88,17 +80,15 @@ Result<void> RawMode::enter(int fd) {
 }
 
 void RawMode::restore() {
-  if (!active_)
-    return;
+  if (!active_) return;
   active_ = false;
-  gActive = false; // this object restores; the hooks need not
+  gActive = false;  // this object restores; the hooks need not
   while (::tcsetattr(fd_, TCSADRAIN, &saved_) != 0 && errno == EINTR) {
   }
 }
 
 struct InputReader::State {
-  State(boost::asio::io_context &io, int fd,
-        std::function<void(std::string)> onChunk)
+  State(boost::asio::io_context &io, int fd, std::function<void(std::string)> onChunk)
       : io_(io), fd_(fd), onChunk_(std::move(onChunk)) {}
 
   boost::asio::io_context &io_;
@@ -106,9 +96,9 @@ struct InputReader::State {
   std::function<void(std::string)> onChunk_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool wanted_ = false;   // under mu_: the io side asked for a chunk
-  bool stopping_ = false; // under mu_
-  bool stopped_ = false;  // io thread only: drop posted chunks
+  bool wanted_ = false;    // under mu_: the io side asked for a chunk
+  bool stopping_ = false;  // under mu_
+  bool stopped_ = false;   // io thread only: drop posted chunks
   int wake_[2] = {-1, -1};
   std::thread thread_;
 
@@ -120,63 +110,50 @@ struct InputReader::State {
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return wanted_ || stopping_; });
-        if (stopping_)
-          return;
+        if (stopping_) return;
         wanted_ = false;
       }
       ssize_t n = -1;
       for (;;) {
         pollfd p[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
         int r = ::poll(p, 2, -1);
-        if (r < 0 && errno == EINTR)
-          continue;
-        if (r < 0)
-          break;
-        if (p[1].revents != 0)
-          return;
-        if (p[0].revents == 0)
-          continue;
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) break;
+        if (p[1].revents != 0) return;
+        if (p[0].revents == 0) continue;
         n = ::read(fd_, buf, sizeof buf);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-          continue;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         break;
       }
       std::string chunk = n > 0 ? std::string(buf, size_t(n)) : std::string();
       // A weak reference: the reader (and its state) may be gone by then.
       boost::asio::post(io_, [self = self_, chunk = std::move(chunk)] {
-        if (auto st = self.lock(); st && !st->stopped_)
-          st->onChunk_(chunk);
+        if (auto st = self.lock(); st && !st->stopped_) st->onChunk_(chunk);
       });
-      if (n <= 0)
-        return;
+      if (n <= 0) return;
     }
   }
 
   std::weak_ptr<State> self_;
 };
 
-InputReader::InputReader(boost::asio::io_context &io, int fd,
-                         std::function<void(std::string)> onChunk)
+InputReader::InputReader(boost::asio::io_context &io, int fd, std::function<void(std::string)> onChunk)
     : st_(std::make_shared<State>(io, fd, std::move(onChunk))) {
   st_->self_ = st_;
   // Without a wake pipe the reader could not be stopped: a process out of
   // descriptors cannot run a console anyway.
-  if (::pipe2(st_->wake_, O_CLOEXEC) != 0)
-    throw std::system_error(errno, std::generic_category(), "pipe2");
+  if (::pipe2(st_->wake_, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
 }
 
 InputReader::~InputReader() {
   stop();
-  if (st_->thread_.joinable())
-    st_->thread_.join();
+  if (st_->thread_.joinable()) st_->thread_.join();
   for (int fd : st_->wake_)
-    if (fd >= 0)
-      ::close(fd);
+    if (fd >= 0) ::close(fd);
 }
 
 void InputReader::start() {
-  if (!st_->thread_.joinable())
-    st_->thread_ = std::thread([st = st_.get()] { st->run(); });
+  if (!st_->thread_.joinable()) st_->thread_ = std::thread([st = st_.get()] { st->run(); });
   next();
 }
 
@@ -192,8 +169,7 @@ void InputReader::stop() {
   st_->stopped_ = true;
   {
     std::lock_guard lock(st_->mu_);
-    if (st_->stopping_)
-      return;
+    if (st_->stopping_) return;
     st_->stopping_ = true;
   }
   st_->cv_.notify_one();
@@ -202,4 +178,4 @@ void InputReader::stop() {
   }
 }
 
-} // namespace corral::cli
+}  // namespace corral::cli

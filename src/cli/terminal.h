@@ -32,7 +32,7 @@ class io_context;
 namespace corral::cli {
 
 class RawMode {
-public:
+ public:
   RawMode() = default;
   ~RawMode() { restore(); }
   RawMode(const RawMode &) = delete;
@@ -46,18 +46,17 @@ public:
   void restore();
   bool active() const { return active_; }
 
-private:
+ private:
   bool active_ = false;
   int fd_ = -1;
   termios saved_{};
 };
 
 class InputReader {
-public:
+ public:
   // onChunk runs on io's thread with each chunk read; an empty chunk means end
   // of input (EOF, a hangup or a read error) and is the last call.
-  InputReader(boost::asio::io_context &io, int fd,
-              std::function<void(std::string)> onChunk);
+  InputReader(boost::asio::io_context &io, int fd, std::function<void(std::string)> onChunk);
   // Stops the thread and waits for it; no onChunk runs afterwards.
   ~InputReader();
   InputReader(const InputReader &) = delete;
@@ -70,9 +69,9 @@ public:
   // No more reads and no more onChunk calls (one already posted is dropped).
   void stop();
 
-private:
+ private:
   struct State;
   std::shared_ptr<State> st_;
 };
 
-} // namespace corral::cli
+}  // namespace corral::cli

@@ -28,11 +28,11 @@ namespace corral::cli {
 // How an open session ended without a transport error.
 struct WsEnded {
   enum class By {
-    Server, // a close frame from the daemon
-    Client, // close() or abort() here
+    Server,  // a close frame from the daemon
+    Client,  // close() or abort() here
   };
   By by = By::Server;
-  std::string reason; // the close frame's reason (By::Server); may be empty
+  std::string reason;  // the close frame's reason (By::Server); may be empty
 };
 
 struct WsHandlers {
@@ -65,12 +65,10 @@ struct WsOptions {
 // session keeps itself alive while anything is under way; the caller's
 // shared_ptr may go at any time (the session then goes on until it ends).
 class WsDuplex {
-public:
+ public:
   // Starts connecting to `path` (already encoded, query included) at once.
-  static std::shared_ptr<WsDuplex> start(boost::asio::io_context &io,
-                                         const Target &target,
-                                         std::string path, WsHandlers handlers,
-                                         WsOptions options = {});
+  static std::shared_ptr<WsDuplex> start(boost::asio::io_context &io, const Target &target, std::string path,
+                                         WsHandlers handlers, WsOptions options = {});
   virtual ~WsDuplex() = default;
 
   // Queues one binary frame; `sent` runs once it was written (not when the
@@ -93,4 +91,4 @@ public:
 // "?token=<t>" with t percent-encoded: what a console WebSocket path takes.
 std::string tokenQuery(std::string_view token);
 
-} // namespace corral::cli
+}  // namespace corral::cli

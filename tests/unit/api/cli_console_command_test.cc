@@ -9,21 +9,20 @@
 // the history as is; `--vnc` prints its port, forwards two viewers at once
 // and stops cleanly on SIGTERM, and a non-loopback --listen is a usage error.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
-#include <string>
-#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <gtest/gtest.h>
+#include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli_console_server.h"
 #include "support/temp_dir.h"
@@ -38,13 +37,10 @@ using testutil::ConsoleServer;
 
 std::string corralBinary() { return std::string(CORRAL_BINARY_DIR) + "/bin/corral"; }
 
-#define REQUIRE_BINARY()                    \
-  ASSERT_TRUE(std::filesystem::exists(corralBinary())) \
-      << "the corral binary is missing: " << corralBinary()
+#define REQUIRE_BINARY() \
+  ASSERT_TRUE(std::filesystem::exists(corralBinary())) << "the corral binary is missing: " << corralBinary()
 
-util::CommandResult runCorral(const ConsoleServer &server,
-                              const std::vector<std::string> &args,
-                              std::string input) {
+util::CommandResult runCorral(const ConsoleServer &server, const std::vector<std::string> &args, std::string input) {
   util::Command cmd(corralBinary());
   cmd.args(args).argPair("--socket", server.socketPath());
   cmd.stdinBuffer(std::move(input)).stdoutToBuffer().stderrToBuffer();
@@ -59,7 +55,9 @@ util::CommandResult runCorral(const ConsoleServer &server,
 TEST(ConsoleCommand, DetachesAtTheEscapeSendingOnlyWhatCameBefore) {
   REQUIRE_BINARY();
   ConsoleServer server;
-  auto r = runCorral(server, {"console", "web1"}, "ab\x1d" "cd");
+  auto r = runCorral(server, {"console", "web1"},
+                     "ab\x1d"
+                     "cd");
   EXPECT_EQ(r.status.exitCode, 0) << r.err;
   EXPECT_NE(r.err.find("Connected to web1 (escape character is ^])\r\n"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("\r\nDetached from web1.\r\n"), std::string::npos) << r.err;
@@ -116,8 +114,7 @@ TEST(ConsoleCommand, TheServerClosingOrTheConnectionBreaking) {
     EXPECT_EQ(st->exitCode, rc) << vm << ": " << cmd.err();
     EXPECT_EQ(cmd.out(), "history\r\n") << vm;
     if (vm == "brief")
-      EXPECT_NE(cmd.err().find("\r\nConsole closed: the guest stopped\r\n"), std::string::npos)
-          << cmd.err();
+      EXPECT_NE(cmd.err().find("\r\nConsole closed: the guest stopped\r\n"), std::string::npos) << cmd.err();
     else
       EXPECT_NE(cmd.err().find("lost the console of drop"), std::string::npos) << cmd.err();
   }
@@ -208,7 +205,7 @@ TEST(ConsoleCommand, VncForwardsSeveralViewersUntilSigterm) {
   EXPECT_EQ(gotA, "from a");
   EXPECT_EQ(gotB, "from b");
 
-  auto st = cmd.abort(std::chrono::seconds(30)); // SIGTERM first
+  auto st = cmd.abort(std::chrono::seconds(30));  // SIGTERM first
   ASSERT_TRUE(st.ok()) << st.error().message;
   EXPECT_EQ(st->signal, 0);
   EXPECT_EQ(st->exitCode, 0);
@@ -223,5 +220,5 @@ TEST(ConsoleCommand, VncForwardsSeveralViewersUntilSigterm) {
   EXPECT_EQ(server.seen().tokenBodies.size(), 3u);
 }
 
-} // namespace
-} // namespace corral::cli
+}  // namespace
+}  // namespace corral::cli

@@ -16,16 +16,6 @@
 #include <sys/socket.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <set>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -34,7 +24,16 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "cli/fingerprint.h"
 #include "cli/http_client.h"
@@ -43,25 +42,23 @@
 namespace corral::cli::testutil {
 
 class ConsoleServer {
-public:
+ public:
   enum class Transport { Unix, Tls };
 
   struct Seen {
-    std::vector<std::string> targets; // every request's target
-    std::vector<std::string> auth;    // their Authorization headers
+    std::vector<std::string> targets;  // every request's target
+    std::vector<std::string> auth;     // their Authorization headers
     std::vector<std::string> tokenBodies;
-    std::string keys;                      // serial frames from clients
-    std::vector<std::string> closeReasons; // from clients' close frames
+    std::string keys;                       // serial frames from clients
+    std::vector<std::string> closeReasons;  // from clients' close frames
   };
 
-  explicit ConsoleServer(Transport t = Transport::Unix)
-      : path_((dir_ / "d.sock").string()) {
+  explicit ConsoleServer(Transport t = Transport::Unix) : path_((dir_ / "d.sock").string()) {
     if (t == Transport::Unix) {
       local_ = std::make_unique<Local::acceptor>(io_, Local::endpoint(path_));
     } else {
       makeCertificate();
-      tcp_ = std::make_unique<Tcp::acceptor>(
-          io_, Tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+      tcp_ = std::make_unique<Tcp::acceptor>(io_, Tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
     }
     thread_ = std::thread([this] { loop(); });
   }
@@ -70,7 +67,7 @@ public:
     boost::beast::error_code ec;
     if (local_) {
       Local::socket poke(io_);
-      poke.connect(Local::endpoint(path_), ec); // wakes accept()
+      poke.connect(Local::endpoint(path_), ec);  // wakes accept()
     } else {
       Tcp::socket poke(io_);
       poke.connect(tcp_->local_endpoint(), ec);
@@ -78,11 +75,9 @@ public:
     thread_.join();
     {
       std::lock_guard lock(mu_);
-      for (int fd : open_)
-        ::shutdown(fd, SHUT_RDWR);
+      for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
     }
-    for (auto &t : sessions_)
-      t.join();
+    for (auto &t : sessions_) t.join();
     X509_free(cert_);
     EVP_PKEY_free(key_);
   }
@@ -93,8 +88,7 @@ public:
   std::string fingerprint() const { return certificateFingerprint(cert_); }
   // Where a client goes: the socket, or the TLS port pinned, with a token.
   Target target() const {
-    if (local_)
-      return Target::unixSocket(path_);
+    if (local_) return Target::unixSocket(path_);
     Target t;
     t.name = "test";
     uint16_t port = tcp_->local_endpoint().port();
@@ -117,7 +111,7 @@ public:
     return seen_;
   }
 
-private:
+ private:
   using Local = boost::asio::local::stream_protocol;
   using Tcp = boost::asio::ip::tcp;
   using TlsStream = boost::asio::ssl::stream<Tcp::socket>;
@@ -131,9 +125,8 @@ private:
     X509_gmtime_adj(X509_getm_notAfter(cert_), 86400);
     X509_set_pubkey(cert_, key_);
     X509_NAME *name = X509_get_subject_name(cert_);
-    X509_NAME_add_entry_by_txt(
-        name, "CN", MBSTRING_ASC,
-        reinterpret_cast<const unsigned char *>("corral-test"), -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char *>("corral-test"), -1, -1,
+                               0);
     X509_set_issuer_name(cert_, name);
     X509_sign(cert_, key_, EVP_sha256());
     SSL_CTX_use_certificate(ctx_.native_handle(), cert_);
@@ -146,20 +139,19 @@ private:
       if (local_) {
         Local::socket s(io_);
         local_->accept(s, ec);
-        if (ec || stopping_)
-          return;
+        if (ec || stopping_) return;
         spawn(std::move(s));
       } else {
         Tcp::socket s(io_);
         tcp_->accept(s, ec);
-        if (ec || stopping_)
-          return;
+        if (ec || stopping_) return;
         spawn(std::move(s));
       }
     }
   }
 
-  template <class Socket> void spawn(Socket s) {
+  template <class Socket>
+  void spawn(Socket s) {
     int fd = s.native_handle();
     {
       std::lock_guard lock(mu_);
@@ -170,17 +162,17 @@ private:
         TlsStream tls(std::move(s), ctx_);
         boost::beast::error_code ec;
         tls.handshake(boost::asio::ssl::stream_base::server, ec);
-        if (!ec)
-          serve(tls);
+        if (!ec) serve(tls);
       } else {
         serve(s);
       }
       std::lock_guard lock(mu_);
-      open_.erase(fd); // before the socket closes and its number is reused
+      open_.erase(fd);  // before the socket closes and its number is reused
     });
   }
 
-  template <class F> void record(F f) {
+  template <class F>
+  void record(F f) {
     {
       std::lock_guard lock(mu_);
       f(seen_);
@@ -189,8 +181,7 @@ private:
   }
 
   template <class Stream>
-  static void answer(Stream &s, int status, const std::string &body,
-                     const std::string &type = "application/json") {
+  static void answer(Stream &s, int status, const std::string &body, const std::string &type = "application/json") {
     namespace http = boost::beast::http;
     boost::beast::error_code ec;
     http::response<http::string_body> res{http::status(status), 11};
@@ -201,19 +192,18 @@ private:
     http::write(s, res, ec);
   }
   static std::string apiError(const std::string &message) {
-    return nlohmann::json{{"error", {{"code", "x"}, {"message", message}}}}
-        .dump();
+    return nlohmann::json{{"error", {{"code", "x"}, {"message", message}}}}.dump();
   }
 
-  template <class Stream> void serve(Stream &s) {
+  template <class Stream>
+  void serve(Stream &s) {
     namespace http = boost::beast::http;
     namespace websocket = boost::beast::websocket;
     boost::beast::error_code ec;
     boost::beast::flat_buffer buf;
     http::request<http::string_body> req;
     http::read(s, buf, req, ec);
-    if (ec)
-      return;
+    if (ec) return;
     std::string target(req.target());
     record([&](Seen &v) {
       v.targets.push_back(target);
@@ -230,17 +220,14 @@ private:
     if (!websocket::is_upgrade(req)) {
       if (req.method() == http::verb::post && what == "/console/token") {
         record([&](Seen &v) { v.tokenBodies.push_back(req.body()); });
-        if (name == "gone")
-          return answer(s, 404, apiError("no VM named gone"));
+        if (name == "gone") return answer(s, 404, apiError("no VM named gone"));
         std::string kind = nlohmann::json::parse(req.body())["kind"];
-        return answer(
-            s, 200,
-            nlohmann::json{
-                {"token", "t/" + kind + "+="},
-                {"kind", kind},
-                {"expires_at", "2030-01-01T00:00:00Z"},
-                {"path", "/api/v1/vms/" + name + "/console/" + kind}}
-                .dump());
+        return answer(s, 200,
+                      nlohmann::json{{"token", "t/" + kind + "+="},
+                                     {"kind", kind},
+                                     {"expires_at", "2030-01-01T00:00:00Z"},
+                                     {"path", "/api/v1/vms/" + name + "/console/" + kind}}
+                          .dump());
       }
       if (req.method() == http::verb::get && what == "/log")
         return answer(s, 200, "line one\r\nline two\r\n", "text/plain");
@@ -248,23 +235,16 @@ private:
     }
     std::string kind = what == "/console/vnc" ? "vnc" : "serial";
     if (query != "?token=t%2F" + kind + "%2B%3D")
-      return answer(s, 401,
-                    apiError("the console token is missing or forged"));
-    if (name == "off")
-      return answer(s, 409, apiError("VM off is not running"));
+      return answer(s, 401, apiError("the console token is missing or forged"));
+    if (name == "off") return answer(s, 409, apiError("VM off is not running"));
 
     websocket::stream<Stream &> ws(s);
     ws.accept(req, ec);
-    if (ec)
-      return;
+    if (ec) return;
     ws.binary(true);
-    ws.write(boost::asio::buffer(std::string(
-                 kind == "vnc" ? "RFB 003.008\n" : "history\r\n")),
-             ec);
+    ws.write(boost::asio::buffer(std::string(kind == "vnc" ? "RFB 003.008\n" : "history\r\n")), ec);
     if (name == "brief") {
-      ws.close(websocket::close_reason(websocket::close_code::normal,
-                                       "the guest stopped"),
-               ec);
+      ws.close(websocket::close_reason(websocket::close_code::normal, "the guest stopped"), ec);
       return;
     }
     if (name == "drop") {
@@ -277,9 +257,7 @@ private:
       if (ec) {
         if (ec == websocket::error::closed) {
           const auto &r = ws.reason().reason;
-          record([&](Seen &v) {
-            v.closeReasons.emplace_back(r.data(), r.size());
-          });
+          record([&](Seen &v) { v.closeReasons.emplace_back(r.data(), r.size()); });
         }
         return;
       }
@@ -289,8 +267,7 @@ private:
         data = "echo:" + data;
       }
       ws.write(boost::asio::buffer(data), ec);
-      if (ec)
-        return;
+      if (ec) return;
     }
   }
 
@@ -311,4 +288,4 @@ private:
   Seen seen_;
 };
 
-} // namespace corral::cli::testutil
+}  // namespace corral::cli::testutil

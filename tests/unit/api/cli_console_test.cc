@@ -10,21 +10,20 @@
 // reading, the server's close reason, a refused upgrade with the daemon's
 // message and status, a broken connection, nothing listening, abort().
 // cli_console_command_test runs the corral binary itself.
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <gtest/gtest.h>
 
 #include "cli/console.h"
 #include "cli/terminal.h"
@@ -57,10 +56,8 @@ TEST(EscapeKey, CaretNotationPrintableAndNone) {
 }
 
 TEST(EscapeKey, AnythingElseIsRefusedNamingTheOption) {
-  for (std::string bad : {"", " ", "^1", "^", "^ ", "ab", "^]]", "\x1d", "\xc3\xa9",
-                          "None", "^\x7f"}) {
-    if (bad == "^")
-      continue; // a printable character, accepted above
+  for (std::string bad : {"", " ", "^1", "^", "^ ", "ab", "^]]", "\x1d", "\xc3\xa9", "None", "^\x7f"}) {
+    if (bad == "^") continue;  // a printable character, accepted above
     auto r = parseEscapeKey(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().field, "--escape") << bad;
@@ -70,10 +67,16 @@ TEST(EscapeKey, AnythingElseIsRefusedNamingTheOption) {
 
 TEST(EscapeSplit, BytesBeforeTheKeyGoAndBytesAfterItAreDropped) {
   const std::optional<unsigned char> key = 0x1d;
-  auto s = splitAtEscape("ab\x1d" "cd", key);
+  auto s = splitAtEscape(
+      "ab\x1d"
+      "cd",
+      key);
   EXPECT_EQ(s.send, "ab");
   EXPECT_TRUE(s.detach);
-  s = splitAtEscape("\x1d" "cd", key);
+  s = splitAtEscape(
+      "\x1d"
+      "cd",
+      key);
   EXPECT_EQ(s.send, "");
   EXPECT_TRUE(s.detach);
   s = splitAtEscape("abc\x1d", key);
@@ -83,8 +86,13 @@ TEST(EscapeSplit, BytesBeforeTheKeyGoAndBytesAfterItAreDropped) {
   EXPECT_EQ(s.send, "no key here\r");
   EXPECT_FALSE(s.detach);
   // Without a key every byte goes, the usual escape too.
-  s = splitAtEscape("a\x1d" "b", std::nullopt);
-  EXPECT_EQ(s.send, "a\x1d" "b");
+  s = splitAtEscape(
+      "a\x1d"
+      "b",
+      std::nullopt);
+  EXPECT_EQ(s.send,
+            "a\x1d"
+            "b");
   EXPECT_FALSE(s.detach);
 }
 
@@ -109,10 +117,8 @@ TEST(ListenAddress, LoopbackAddressesAndPorts) {
 }
 
 TEST(ListenAddress, AnythingButLoopbackIsRefusedNamingTheOption) {
-  for (std::string bad :
-       {"0.0.0.0:5901", "10.0.0.1:5901", "[::]:5901", "example.org:5901",
-        "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:x",
-        "::1:5901", "[::1]5901", ":5901", ""}) {
+  for (std::string bad : {"0.0.0.0:5901", "10.0.0.1:5901", "[::]:5901", "example.org:5901", "127.0.0.1",
+                          "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:x", "::1:5901", "[::1]5901", ":5901", ""}) {
     auto r = parseListenAddress(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().field, "--listen") << bad;
@@ -152,7 +158,7 @@ void expectSame(const termios &a, const termios &b) {
 TEST(RawMode, SetsRawModeAndRestoresTheSettingsExactly) {
   Pty pty;
   termios before = pty.get();
-  ASSERT_NE(before.c_lflag & ICANON, 0u); // a fresh pty is cooked
+  ASSERT_NE(before.c_lflag & ICANON, 0u);  // a fresh pty is cooked
   {
     RawMode raw;
     auto r = raw.enter(pty.slave);
@@ -164,7 +170,7 @@ TEST(RawMode, SetsRawModeAndRestoresTheSettingsExactly) {
     EXPECT_EQ(during.c_cc[VMIN], 1);
     raw.restore();
     expectSame(pty.get(), before);
-    raw.restore(); // idempotent
+    raw.restore();  // idempotent
   }
   expectSame(pty.get(), before);
 }
@@ -189,9 +195,8 @@ TEST(RawModeDeathTest, RestoredOnExitAndOnTerminate) {
   termios before = pty.get();
   EXPECT_EXIT(
       {
-        auto *raw = new RawMode; // never destroyed
-        if (!raw->enter(pty.slave).ok())
-          std::_Exit(9);
+        auto *raw = new RawMode;  // never destroyed
+        if (!raw->enter(pty.slave).ok()) std::_Exit(9);
         std::exit(7);
       },
       ::testing::ExitedWithCode(7), "");
@@ -199,8 +204,7 @@ TEST(RawModeDeathTest, RestoredOnExitAndOnTerminate) {
   EXPECT_EXIT(
       {
         auto *raw = new RawMode;
-        if (!raw->enter(pty.slave).ok())
-          std::_Exit(9);
+        if (!raw->enter(pty.slave).ok()) std::_Exit(9);
         std::terminate();
       },
       ::testing::KilledBySignal(SIGABRT), "");
@@ -236,8 +240,7 @@ TEST(InputReader, HandsChunksOneAtATimeThenAnEmptyOneAtTheEnd) {
   std::optional<InputReader> reader;
   reader.emplace(io, p[0], [&](std::string chunk) {
     got.push_back(chunk);
-    if (chunk.empty())
-      return work.reset();
+    if (chunk.empty()) return work.reset();
     // Written only now: the reader waits for next() before reading again.
     if (got.size() == 1) {
       EXPECT_EQ(::write(p[1], "def", 3), 3);
@@ -260,7 +263,7 @@ TEST(InputReader, StopsWhileBlockedOnAnIdleInput) {
   {
     InputReader reader(io, p[0], [&](std::string) { ++calls; });
     reader.start();
-  } // the destructor stops and joins a thread blocked in poll()
+  }  // the destructor stops and joins a thread blocked in poll()
   io.run();
   EXPECT_EQ(calls, 0);
   ::close(p[0]);
@@ -270,8 +273,7 @@ TEST(InputReader, StopsWhileBlockedOnAnIdleInput) {
 // ---- WsDuplex
 
 std::string why(const std::optional<Result<WsEnded>> &end) {
-  if (!end)
-    return "the session never ended";
+  if (!end) return "the session never ended";
   return end->ok() ? "ended cleanly" : end->error().message;
 }
 
@@ -297,14 +299,12 @@ Outcome runSession(const Target &target, const std::string &path,
   WsHandlers h;
   h.onOpen = [&] {
     out.opened = true;
-    if (onOpen)
-      onOpen(*ws, out);
+    if (onOpen) onOpen(*ws, out);
   };
   h.onMessage = [&](std::string data, bool binary) {
     out.messages.push_back(std::move(data));
     out.binary.push_back(binary);
-    if (onMessage)
-      onMessage(*ws, out);
+    if (onMessage) onMessage(*ws, out);
   };
   h.onEnd = [&](Result<WsEnded> r) {
     out.end = std::move(r);
@@ -331,14 +331,12 @@ TEST(WsDuplex, RoundTripThenCloseFromTheClient) {
         ws.send("two");
       },
       [](WsDuplex &ws, Outcome &o) {
-        if (o.messages.size() == 3)
-          ws.close("done here");
+        if (o.messages.size() == 3) ws.close("done here");
       });
   ASSERT_TRUE(out.end && out.end->ok()) << why(out.end);
   EXPECT_EQ(out.ends, 1);
   EXPECT_EQ(out.end->value().by, WsEnded::By::Client);
-  EXPECT_EQ(out.messages,
-            (std::vector<std::string>{"history\r\n", "echo:one", "echo:two"}));
+  EXPECT_EQ(out.messages, (std::vector<std::string>{"history\r\n", "echo:one", "echo:two"}));
   EXPECT_EQ(out.binary, (std::vector<bool>{true, true, true}));
   auto seen = server.waitFor([](const ConsoleServer::Seen &v) { return !v.closeReasons.empty(); });
   EXPECT_EQ(seen.keys, "onetwo");
@@ -353,15 +351,12 @@ TEST(WsDuplex, RoundTripThenCloseFromTheClient) {
 TEST(WsDuplex, RoundTripOverPinnedTls) {
   ConsoleServer server(ConsoleServer::Transport::Tls);
   auto out = runSession(
-      server.target(), serialPath("web1"),
-      [](WsDuplex &ws, Outcome &) { ws.send("over tls"); },
+      server.target(), serialPath("web1"), [](WsDuplex &ws, Outcome &) { ws.send("over tls"); },
       [](WsDuplex &ws, Outcome &o) {
-        if (o.messages.size() == 2)
-          ws.close("done here");
+        if (o.messages.size() == 2) ws.close("done here");
       });
   ASSERT_TRUE(out.end && out.end->ok()) << why(out.end);
-  EXPECT_EQ(out.messages,
-            (std::vector<std::string>{"history\r\n", "echo:over tls"}));
+  EXPECT_EQ(out.messages, (std::vector<std::string>{"history\r\n", "echo:over tls"}));
   auto seen = server.waitFor([](const ConsoleServer::Seen &v) { return !v.closeReasons.empty(); });
   EXPECT_EQ(seen.keys, "over tls");
   EXPECT_EQ(seen.closeReasons, std::vector<std::string>{"done here"});
@@ -392,12 +387,11 @@ TEST(WsDuplex, QueuedBeforeOpenAndPausedReading) {
       ws->pauseReading();
       later.expires_after(std::chrono::milliseconds(50));
       later.async_wait([&](const boost::system::error_code &) {
-        EXPECT_EQ(got.size(), 1u); // nothing delivered while paused
+        EXPECT_EQ(got.size(), 1u);  // nothing delivered while paused
         ws->resumeReading();
       });
     }
-    if (got.size() == 2)
-      ws->close("bye");
+    if (got.size() == 2) ws->close("bye");
   };
   std::optional<Result<WsEnded>> end;
   h.onEnd = [&](Result<WsEnded> r) { end = std::move(r); };
@@ -443,8 +437,7 @@ TEST(WsDuplex, ABrokenConnectionIsAnExchangeError) {
 
 TEST(WsDuplex, NothingListeningIsAConnectError) {
   corral::testing::TempDir dir;
-  auto out = runSession(Target::unixSocket((dir / "none.sock").string()),
-                        serialPath("web1"), nullptr, nullptr);
+  auto out = runSession(Target::unixSocket((dir / "none.sock").string()), serialPath("web1"), nullptr, nullptr);
   ASSERT_TRUE(out.end && !out.end->ok());
   EXPECT_EQ(out.end->error().field, "connect");
 }
@@ -469,5 +462,5 @@ TEST(WsDuplex, AbortBeforeTheUpgradeEndsOnce) {
   EXPECT_EQ(end->value().by, WsEnded::By::Client);
 }
 
-} // namespace
-} // namespace corral::cli
+}  // namespace
+}  // namespace corral::cli
