@@ -14,10 +14,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/command.h"
 #include "util/result.h"
+#include "util/unique_fd.h"
 
 namespace corral::bench {
 
@@ -133,5 +135,20 @@ Result<void> retryCorraldStart(const char* prog, const std::function<Result<void
 // error names the first three arguments.
 Result<std::string> runCorral(const fs::path& bin, const std::string& socket, const std::vector<std::string>& args,
                               std::chrono::milliseconds timeout);
+
+// ---- unix sockets: blocking, with deadlines
+
+// Milliseconds left until deadline; 0 when it has passed.
+int msLeft(Clock::time_point deadline);
+
+// A connected stream socket to path.
+Result<util::UniqueFd> connectUnix(const std::string& path);
+
+// Sends all of data (MSG_NOSIGNAL).
+Result<void> writeAll(int fd, std::string_view data);
+
+// Appends what is readable to buf, waiting until deadline for it; false at EOF.
+// Timeout when nothing came in time.
+Result<bool> readSome(int fd, std::string& buf, Clock::time_point deadline);
 
 }  // namespace corral::bench

@@ -72,57 +72,19 @@ using corral::ErrorCode;
 using corral::Result;
 using corral::bench::Clock;
 using corral::bench::Janitor;
+using corral::bench::connectUnix;
+using corral::bench::msLeft;
 using corral::bench::msSince;
+using corral::bench::readSome;
+using corral::bench::writeAll;
 using corral::bench::Paths;
 using corral::bench::readFile;
 using corral::bench::tail;
 using corral::util::UniqueFd;
 using json = nlohmann::json;
 
-int msLeft(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
-
 // ---------------------------------------------------------------------------
-// Unix sockets, HTTP/1.1 and QMP: just enough, blocking, with deadlines.
-
-Result<UniqueFd> connectUnix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return Error::invalidInput("socket", path, "path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return corral::errorf(ErrorCode::Internal, "socket: {}", strerror(errno));
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return corral::errorf(ErrorCode::Unavailable, "connect {}: {}", path, strerror(errno));
-  }
-  return fd;
-}
-
-Result<void> writeAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return corral::errorf(ErrorCode::Unavailable, "send: {}", strerror(errno));
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return corral::ok();
-}
-
-// Appends what is readable to buf; false at EOF.
-Result<bool> readSome(int fd, std::string& buf, Clock::time_point deadline) {
-  pollfd p{fd, POLLIN, 0};
-  int r = ::poll(&p, 1, msLeft(deadline));
-  if (r == 0) return Error::timeout("no reply in time");
-  if (r < 0 && errno != EINTR) return corral::errorf(ErrorCode::Internal, "poll: {}", strerror(errno));
-  char chunk[8192];
-  ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
-  if (n < 0 && errno == EINTR) return true;
-  if (n < 0) return corral::errorf(ErrorCode::Unavailable, "recv: {}", strerror(errno));
-  buf.append(chunk, static_cast<size_t>(n));
-  return n > 0;
-}
+// HTTP/1.1 and QMP over unix sockets: just enough, blocking, with deadlines.
 
 struct HttpReply {
   int status = 0;

@@ -63,8 +63,8 @@
 #include "host/qemu_img.h"
 #include "host/state_dir.h"
 #include "host/storage_pool.h"
+#include "bench_daemon.h"
 #include "bench_support.h"
-#include "support/api_client.h"
 #include "util/command.h"
 #include "util/result.h"
 
@@ -76,6 +76,7 @@ using corral::Error;
 using corral::ErrorCode;
 using corral::Result;
 using corral::bench::Clock;
+using corral::bench::Daemon;
 using corral::bench::describe;
 using corral::bench::Janitor;
 using corral::bench::list;
@@ -84,8 +85,6 @@ using corral::bench::msSince;
 using corral::bench::Paths;
 using corral::bench::readFile;
 using corral::bench::tail;
-using corral::testing::ApiClient;
-using corral::testing::ApiReply;
 using json = nlohmann::json;
 
 constexpr int64_t kMiB = 1 << 20;
@@ -389,76 +388,6 @@ Result<Row> benchImport(const fs::path& root, const Options& o, bool cold) {
 // ---------------------------------------------------------------------------
 // 3. A real corrald: guest writes, plain vs LUKS; API create from a disk image.
 
-class Daemon {
- public:
-  // keepLog: where corrald's log is copied when this goes ("" none), on every path.
-  Daemon(Paths paths, fs::path root, std::string keepLog)
-      : paths_(std::move(paths)), root_(std::move(root)), state_(root_ / "s"), keepLog_(std::move(keepLog)) {}
-  ~Daemon() {
-    if (daemon_) corral::bench::killAndReap(*daemon_);
-    Janitor::get().setDaemon(-1);
-    std::error_code ec;
-    if (!keepLog_.empty()) fs::copy_file(logPath(), keepLog_, fs::copy_options::overwrite_existing, ec);
-  }
-
-  Result<void> start() {
-    fs::create_directories(state_);
-    return corral::bench::retryCorraldStart("storage_bench", [this] { return startOnce(); });
-  }
-
-  // `corral --socket S ARGS...`; its stdout.
-  Result<std::string> cli(const std::vector<std::string>& args) const {
-    return corral::bench::runCorral(paths_.bin, socket(), args, 300000ms);
-  }
-
-  // An API call that must succeed; a 202's operation is waited for and must succeed.
-  Result<json> api(std::string_view method, std::string_view target, const json& body = nullptr) const {
-    const ApiClient client = ApiClient::unixSocket(socket());
-    ApiReply r = client.request(method, target, body.is_null() ? "" : body.dump());
-    if (r.status == 202) {
-      json op = r.json();
-      if (op.is_discarded() || !op.contains("id")) return Error::unavailable(fmt::format("{} {}: 202 without an operation", method, target));
-      r = client.get(fmt::format("/api/v1/operations/{}/wait?timeout=300", op["id"].get<std::string>()));
-      const json done = r.json();
-      if (r.status == 200 && (!done.is_object() || done.value("state", "") != "succeeded")) r.status = 500;
-    }
-    if (r.status / 100 != 2)
-      return Error::unavailable(fmt::format("{} {}: HTTP {}: {}\ncorrald log:\n{}", method, target, r.status,
-                                            tail(r.body, 2000), logTail()));
-    return r.body.empty() ? json() : r.json();
-  }
-
-  std::string socket() const { return (state_ / "corral.sock").string(); }
-  const fs::path& stateDir() const { return state_; }
-  std::string logPath() const { return (root_ / "corrald.log").string(); }
-  std::string logTail() const { return tail(readFile(logPath()), 3000); }
-  const json& node() const { return node_; }
-  const Paths& paths() const { return paths_; }
-
- private:
-  Result<void> startOnce() {
-    Janitor::get().setDaemon(-1);
-    if (daemon_) corral::bench::killAndReap(*daemon_);
-    daemon_ = corral::bench::corraldCommand(
-        paths_.bin, {"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"}, logPath());
-    if (auto r = daemon_->start(); !r.ok()) return r.error().context("start corrald");
-    Janitor::get().setDaemon(daemon_->pid());
-    const ApiClient client = ApiClient::unixSocket(socket());
-    return corral::bench::waitForCorrald(*daemon_, [&] {
-      ApiReply node = client.get("/api/v1/node");
-      if (node.status != 200) return false;
-      node_ = node.json();
-      return true;
-    }, logPath());
-  }
-
-  Paths paths_;
-  fs::path root_, state_;
-  std::string keepLog_;
-  std::unique_ptr<corral::util::Command> daemon_;
-  json node_;
-};
-
 // This boot's part of a console log: from the first "CORRAL-DD-START boot=ID"
 // line whose ID (the guest kernel's boot_id) `before` does not hold. Content
 // alone cannot tell boots apart: two boots' output may be byte for byte the
@@ -515,7 +444,7 @@ Result<double> bootAndMeasure(Daemon& d, const std::string& vm) {
 Result<std::vector<Row>> benchDaemon(const Paths& paths, const fs::path& root, const Images* im, const Options& o,
                                      double linkedSmallMedian) {
   CORRAL_TRY(corral::bench::checkGuest(paths.guest));
-  Daemon d(paths, root, o.keepLog);
+  Daemon d("storage_bench", paths, root, o.keepLog);
   CORRAL_TRY(d.start());
   std::printf("  corrald %s, accel tcg\n", d.node().value("qemu_version", std::string("?")).c_str());
   const std::string cmdline = corral::bench::guestCmdline(paths.guest);
