@@ -10,8 +10,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -23,6 +21,7 @@
 
 #include "support/api_client.h"
 #include "support/daemon_harness.h"
+#include "support/files.h"
 #include "util/command.h"
 
 namespace corral::testing {
@@ -87,13 +86,6 @@ std::string sttyOf(const std::string& tty) {
   return r.ok() ? r->out : std::string();
 }
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class ConsoleCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -121,7 +113,7 @@ TEST_F(ConsoleCliTest, AttachInATerminalTypeReadDetachAndTheTerminalIsRestored) 
                         corralBinary(), h_.socket()));
   ASSERT_TRUE(pane.waitForScreen(kMarker, 30s)) << "the history on attach shows the boot:\n" << pane.screen();
   ASSERT_TRUE(DaemonHarness::waitFor([&] { return std::filesystem::exists(h_.dir() / "before"); }, 10s));
-  std::string before = slurp(h_.dir() / "before");
+  std::string before = readAll(h_.dir() / "before");
   EXPECT_NE(sttyOf(tty), before) << "attached, the terminal is in raw mode";
 
   pane.type("echo $((6*7))ZZ");
@@ -132,7 +124,7 @@ TEST_F(ConsoleCliTest, AttachInATerminalTypeReadDetachAndTheTerminalIsRestored) 
   EXPECT_NE(pane.screen().find("Detached from tm."), std::string::npos) << pane.screen();
   // Read by the shell right after corral returned (at its prompt, bash's
   // readline has the terminal in a mode of its own).
-  EXPECT_EQ(slurp(h_.dir() / "after"), before) << "the terminal's settings are restored";
+  EXPECT_EQ(readAll(h_.dir() / "after"), before) << "the terminal's settings are restored";
   EXPECT_EQ(h_.state("tm"), "running") << "detaching never touches the guest";
 }
 

@@ -16,18 +16,15 @@
 
 #include <gtest/gtest.h>
 
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace corral::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-mode_t modeOf(const fs::path &p) {
-  struct stat st {};
-  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
+using corral::testing::modeOf;
+using corral::testing::readAll;
 
 TEST(CliConfig, MissingFileIsLocal) {
   testing::TempDir dir;

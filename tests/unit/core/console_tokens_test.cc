@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/files.h"
 #include "support/temp_dir.h"
 #include "util/crypto.h"
 
@@ -25,21 +26,12 @@ namespace corral::core {
 namespace {
 
 namespace fs = std::filesystem;
+using corral::testing::modeOf;
+using corral::testing::readAll;
 using std::chrono::seconds;
 using std::chrono::system_clock;
 
 constexpr int64_t kT0 = 1'800'000'000;  // a fixed "now" (2027-01-15)
-
-mode_t modeOf(const fs::path& p) {
-  struct stat st {};
-  EXPECT_EQ(::stat(p.c_str(), &st), 0);
-  return st.st_mode & 07777;
-}
-
-std::string readAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // A clock the test moves by hand; shared with the ConsoleTokens it was given to.
 struct FakeClock {

@@ -13,12 +13,15 @@
 
 #include "host/key_store.h"
 #include "host/storage_pool.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace corral::host {
 namespace {
 
 namespace fs = std::filesystem;
+using corral::testing::modeOf;
+using corral::testing::readAll;
 constexpr int64_t kMiB = int64_t(1) << 20;
 
 class DirPoolTest : public ::testing::Test {
@@ -61,12 +64,6 @@ class DirPoolTest : public ::testing::Test {
   std::unique_ptr<StoragePool> pool_;
   std::string image_;
 };
-
-mode_t modeOf(const std::string& p) {
-  struct stat st {};
-  EXPECT_EQ(::stat(p.c_str(), &st), 0);
-  return st.st_mode & 07777;
-}
 
 TEST_F(DirPoolTest, OpenMakesPrivateDirectory) {
   EXPECT_EQ(modeOf(cfg_.path), 0700u);

@@ -17,23 +17,15 @@
 
 #include <gtest/gtest.h>
 
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace corral::host {
 namespace {
 
 namespace fs = std::filesystem;
-
-mode_t modeOf(const fs::path& p) {
-  struct stat st {};
-  EXPECT_EQ(::stat(p.c_str(), &st), 0);
-  return st.st_mode & 07777;
-}
-
-std::string readAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using corral::testing::modeOf;
+using corral::testing::readAll;
 
 TEST(KeyStore, MakesMasterKeyFileAndReusesIt) {
   testing::TempDir dir;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "host/key_store.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 #include "util/command.h"
 
@@ -23,6 +24,8 @@ namespace corral::host {
 namespace {
 
 namespace fs = std::filesystem;
+using corral::testing::modeOf;
+using corral::testing::readAll;
 constexpr int64_t kMiB = int64_t(1) << 20;
 
 QemuImg fastQemuImg() {
@@ -35,17 +38,6 @@ QemuImg fastQemuImg() {
 void writePattern(const fs::path& p, int64_t size) {
   std::ofstream out(p, std::ios::binary);
   for (int64_t off = 0; off < size; off += kMiB) out << std::string(size_t(kMiB), char('a' + (off / kMiB) % 26));
-}
-
-std::string readAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-mode_t modeOf(const fs::path& p) {
-  struct stat st {};
-  EXPECT_EQ(::stat(p.c_str(), &st), 0);
-  return st.st_mode & 07777;
 }
 
 TEST(QemuImg, CreateInfoResize) {
