@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/route_util.h"
+#include "core/console_access.h"
 
 namespace corral::api {
 namespace {
@@ -53,18 +54,7 @@ Response mintToken(core::VmManager& vms, core::ConsoleTokens& tokens, core::Iden
                    const core::Principal& who) {
   return withBody(req, kindFromBody, [&](core::ConsoleKind kind) {
     const std::string& name = req.params.at("name");
-    auto vm = vms.get(who, name);
-    if (!vm.ok()) return Response::error(vm.error());
-    auto uid = identity.userIdOf(who);
-    if (!uid.ok()) return Response::error(uid.error());
-    core::ConsoleTokenClaims c;
-    c.login = who.login;
-    c.userId = *uid;
-    c.via = who.via;
-    c.apiTokenId = who.tokenId;
-    c.vmUuid = vm->uuid;
-    c.kind = kind;
-    auto minted = tokens.mint(std::move(c));
+    auto minted = core::mintConsoleToken(vms, tokens, identity, who, name, kind);
     if (!minted.ok()) return Response::error(minted.error());
     spdlog::info("console token vm={} kind={} for={} via={}", name, core::consoleKindName(kind), who.login, who.via);
     return Response::json(
@@ -74,25 +64,6 @@ Response mintToken(core::VmManager& vms, core::ConsoleTokens& tokens, core::Iden
                                      std::chrono::seconds(minted->expiresAt)))},
                   {"path", consolePath(name, kind)}});
   });
-}
-
-// Everything a console WebSocket checks before the upgrade: the token (signature,
-// expiry, kind), that its user still exists, that the VM is the one it was minted
-// for and is visible to that user, and that the guest runs.
-Result<core::Principal> redeem(core::VmManager& vms, core::ConsoleTokens& tokens, core::Identity& identity,
-                               const Request& req, core::ConsoleKind kind) {
-  const std::string& name = req.params.at("name");
-  auto it = req.query.find("token");
-  if (it == req.query.end() || it->second.empty())
-    return Error::unauthenticated(
-        fmt::format("a console WebSocket needs ?token= (POST /api/v1/vms/{}/console/token mints one)", name));
-  auto claims = CORRAL_TRY(tokens.verify(it->second, kind));
-  auto who = CORRAL_TRY(identity.confirm(claims.login, claims.userId, claims.apiTokenId));
-  auto vm = CORRAL_TRY(vms.get(who, name));
-  if (vm.uuid != claims.vmUuid) return Error::forbidden(fmt::format("this console token is not for VM {}", name));
-  if (vm.state != "running" && vm.state != "paused")
-    return Error::failedPrecondition(fmt::format("VM {} is {}: its console opens once it runs", name, vm.state));
-  return who;
 }
 
 // Wires an open console session to the socket: its messages are input, its
@@ -112,8 +83,11 @@ void attachToSocket(const std::shared_ptr<WebSocket>& ws, Result<std::unique_ptr
 WsHandler consoleSocket(core::VmManager& vms, core::ConsoleTokens& tokens, core::Identity& identity,
                         core::ConsoleKind kind, ConsoleRouteOptions opts) {
   return [&vms, &tokens, &identity, kind, opts](const Request& req) -> Result<WsAccept> {
-    auto who = CORRAL_TRY(redeem(vms, tokens, identity, req, kind));
     std::string name = req.params.at("name");
+    auto token = req.query.find("token");
+    auto who = CORRAL_TRY(core::redeemConsoleToken(vms, tokens, identity,
+                                                   token == req.query.end() ? std::string() : token->second, name,
+                                                   kind));
     spdlog::info("console open vm={} kind={} user={} req={}", name, core::consoleKindName(kind), who.login,
                  req.requestId);
     return WsAccept([&vms, kind, opts, who = std::move(who), name](std::shared_ptr<WebSocket> ws) {
