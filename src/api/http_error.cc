@@ -1,6 +1,8 @@
 // Error -> HTTP status and error JSON. See http_error.h.
 #include "api/http_error.h"
 
+#include <mutex>
+
 #include "util/error_json.h"
 
 #include <string>
@@ -29,11 +31,39 @@ int httpStatus(ErrorCode code) {
   return 500;
 }
 
-nlohmann::json errorBody(const Error& e, std::string_view requestId) {
-  nlohmann::json err =
-      util::errorJson(e, fmt::format("internal error, report id {}", requestId.empty() ? "none" : requestId));
+namespace {
+std::mutex gReporterMu;
+InternalErrorReporter gReporter;
+}  // namespace
+
+void setInternalErrorReporter(InternalErrorReporter reporter) {
+  std::lock_guard lock(gReporterMu);
+  gReporter = std::move(reporter);
+}
+
+std::string reportInternalError(const Error& e, std::string_view requestId) {
+  InternalErrorReporter reporter;
+  {
+    std::lock_guard lock(gReporterMu);
+    reporter = gReporter;
+  }
+  std::string id;
+  if (reporter) {
+    try {
+      id = reporter(e, requestId);
+    } catch (const std::exception& ex) {
+      spdlog::error("internal error req={}: saving its report failed: {}", requestId, ex.what());
+    }
+  }
+  return id.empty() ? std::string(requestId) : id;
+}
+
+nlohmann::json errorBody(const Error& e, std::string_view requestId, std::string_view reportId) {
+  std::string_view shown = reportId.empty() ? requestId : reportId;
+  nlohmann::json err = util::errorJson(e, fmt::format("internal error, report id {}", shown.empty() ? "none" : shown));
   if (e.retryAfterSeconds > 0) err["retry_after"] = e.retryAfterSeconds;
   if (!requestId.empty()) err["request_id"] = std::string(requestId);
+  if (e.code == ErrorCode::Internal && !shown.empty()) err["report_id"] = std::string(shown);
   return nlohmann::json{{"error", std::move(err)}};
 }
 

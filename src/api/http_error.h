@@ -6,6 +6,8 @@
 // message to the log under the same id.
 #pragma once
 
+#include <functional>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -24,7 +26,19 @@ int httpStatus(ErrorCode code);
 // The response body for e. Pure: does not log (see logError). Every key is
 // always present: "field" and "value" are null unless the error names a field,
 // and "request_id" is added when known.
-nlohmann::json errorBody(const Error& e, std::string_view requestId);
+// reportId (internal errors only) is the report shown to the caller; "" shows requestId.
+nlohmann::json errorBody(const Error& e, std::string_view requestId, std::string_view reportId = {});
+
+// What an internal error does besides being logged: the daemon saves a Guru
+// Meditation Report with the request's context and returns its id, which the
+// caller is shown ("internal error, report id ID"). Set once at start; without
+// one the request id stands in.
+using InternalErrorReporter = std::function<std::string(const Error& e, std::string_view requestId)>;
+void setInternalErrorReporter(InternalErrorReporter reporter);
+
+// The report id for an internal error e of request requestId: the reporter's,
+// or requestId when there is none or it failed.
+std::string reportInternalError(const Error& e, std::string_view requestId);
 
 // Logs what the operator needs to see: Internal at error level with the real
 // message and the request id (the report id shown to the caller), the others at

@@ -37,13 +37,42 @@ HttpServerImpl::HttpServerImpl(asio::io_context& ioc, const Router& r, HttpServe
       acceptorStrand(asio::make_strand(ioc)),
       acceptor(acceptorStrand),
       tcpStrand(asio::make_strand(ioc)),
-      tcpAcceptor(tcpStrand) {}
-
-ConnectionSlot::~ConnectionSlot() {
-  if (srv_) srv_->active.fetch_sub(1);
+      tcpAcceptor(tcpStrand) {
+  if (opts.metrics != nullptr) metrics = std::make_unique<HttpMetrics>(*opts.metrics);
 }
 
-std::optional<ConnectionSlot> HttpServerImpl::takeSlot() {
+ConnectionSlot::~ConnectionSlot() {
+  if (!srv_) return;  // moved from
+  srv_->active.fetch_sub(1);
+  if (open_ != nullptr) open_->dec();
+}
+
+HttpMetrics::HttpMetrics(util::metrics::Registry& r)
+    : requests(r.counter("corral_api_requests_total", "API requests answered, by route pattern and status code.",
+                         {"method", "route", "code"})),
+      latency(r.histogram("corral_api_request_duration_seconds",
+                          "Time from a request's first byte to its answer being ready, by route pattern.",
+                          {"method", "route"})),
+      unixConnections(r.gauge("corral_api_open_connections", "Open API connections (HTTP and WebSocket).",
+                              {"transport"})
+                          .labels({"unix"})),
+      tcpConnections(r.gauge("corral_api_open_connections", "Open API connections (HTTP and WebSocket).",
+                             {"transport"})
+                         .labels({"tcp"})),
+      websockets(r.gauge("corral_api_open_websockets", "Open WebSockets (consoles, events).").labels({})) {}
+
+void HttpMetrics::request(const Request& req, int status, std::chrono::steady_clock::duration took) {
+  // A client chooses the method: only the ones the API uses become labels.
+  static const std::string_view kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+  std::string_view method = "other";
+  for (auto m : kMethods)
+    if (req.method == m) method = m;
+  std::string_view route = req.route.empty() ? std::string_view("unmatched") : std::string_view(req.route);
+  requests.labels({method, route, std::to_string(status)}).inc();
+  latency.labels({method, route}).observe(std::chrono::duration<double>(took).count());
+}
+
+std::optional<ConnectionSlot> HttpServerImpl::takeSlot(bool tcp) {
   size_t max = std::max<size_t>(1, opts.maxConnections);
   if (active.fetch_add(1) >= max) {
     active.fetch_sub(1);
@@ -52,7 +81,9 @@ std::optional<ConnectionSlot> HttpServerImpl::takeSlot() {
       spdlog::warn("http: {} connections open, the limit; refused a new one ({} refused so far)", max, n);
     return std::nullopt;
   }
-  return ConnectionSlot(shared_from_this());
+  util::metrics::Gauge* open = nullptr;
+  if (metrics) open = tcp ? &metrics->tcpConnections : &metrics->unixConnections;
+  return ConnectionSlot(shared_from_this(), open);
 }
 
 void HttpServerImpl::track(Connection* c, std::weak_ptr<Connection> w) {
@@ -131,7 +162,7 @@ void HttpServerImpl::doAccept() {
     if (ec) {
       // EMFILE and friends: log and keep accepting; a busy host should not lose its API.
       spdlog::warn("http: accept on {} failed: {}", self->opts.socketPath, ec.message());
-    } else if (auto slot = self->takeSlot()) {
+    } else if (auto slot = self->takeSlot(false)) {
       startUnixSession(std::move(*slot), std::move(sock));
     } else {
       refuseUnix(sock);
@@ -146,7 +177,7 @@ void HttpServerImpl::doAcceptTcp() {
     if (self->stopped || ec == asio::error::operation_aborted) return;
     if (ec) {
       spdlog::warn("http: accept on {} failed: {}", self->opts.tcpListen, ec.message());
-    } else if (auto slot = self->takeSlot()) {
+    } else if (auto slot = self->takeSlot(true)) {
       startTlsSession(std::move(*slot), std::move(sock));
     } else {
       boost::system::error_code ignored;

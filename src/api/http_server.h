@@ -34,6 +34,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace corral::util::metrics {
+class Registry;
+}
+
 namespace corral::api {
 
 namespace detail {
@@ -102,6 +106,12 @@ struct HttpServerOptions {
   // Empty: every peer is allowed, with no principal.
   std::function<std::optional<Error>(Request&)> authenticate;
   size_t handlerThreads = 4;
+
+  // ---- metrics
+  // When set (it must outlive the server): requests by route pattern, method
+  // and status with their latency, open connections by transport, open
+  // WebSockets (see HttpMetrics in http_server_impl.h for the names).
+  util::metrics::Registry* metrics = nullptr;
 };
 
 class HttpServer {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -21,6 +22,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "api/http_server.h"
+#include "util/metrics.h"
 
 namespace corral::api::detail {
 
@@ -46,7 +48,12 @@ struct HttpServerImpl;
 // when that object goes.
 class ConnectionSlot {
  public:
-  explicit ConnectionSlot(std::shared_ptr<HttpServerImpl> srv) : srv_(std::move(srv)) {}
+  // open: the open-connections gauge of the slot's transport (null: none),
+  // counted up here and down when the slot goes.
+  explicit ConnectionSlot(std::shared_ptr<HttpServerImpl> srv, util::metrics::Gauge* open = nullptr)
+      : srv_(std::move(srv)), open_(open) {
+    if (open_ != nullptr) open_->inc();
+  }
   ~ConnectionSlot();
   ConnectionSlot(ConnectionSlot&&) = default;
   ConnectionSlot& operator=(ConnectionSlot&&) = delete;
@@ -56,6 +63,21 @@ class ConnectionSlot {
 
  private:
   std::shared_ptr<HttpServerImpl> srv_;
+  util::metrics::Gauge* open_ = nullptr;
+};
+
+// The transport's own metrics (HttpServerOptions::metrics).
+struct HttpMetrics {
+  explicit HttpMetrics(util::metrics::Registry& r);
+  // An answered request (101 for a WebSocket upgrade), labelled with the route
+  // pattern ("unmatched" when none) and the method (unusual ones as "other").
+  void request(const Request& req, int status, std::chrono::steady_clock::duration took);
+
+  util::metrics::Family<util::metrics::Counter>& requests;
+  util::metrics::Family<util::metrics::Histogram>& latency;
+  util::metrics::Gauge& unixConnections;
+  util::metrics::Gauge& tcpConnections;
+  util::metrics::Gauge& websockets;
 };
 
 struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
@@ -70,6 +92,7 @@ struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
   Strand tcpStrand;
   Tcp::acceptor tcpAcceptor;  // touched only on tcpStrand (or before io runs)
   std::unique_ptr<asio::ssl::context> tls;  // set by start() when tcpListen is
+  std::unique_ptr<HttpMetrics> metrics;     // set when opts.metrics is
   uint16_t tcpPort = 0;
 
   std::atomic<bool> stopped{false};
@@ -84,7 +107,7 @@ struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
 
   // A slot when the cap allows one more connection, else nothing (and the
   // refusal counted and logged now and then).
-  std::optional<ConnectionSlot> takeSlot();
+  std::optional<ConnectionSlot> takeSlot(bool tcp);
   void track(Connection* c, std::weak_ptr<Connection> w);
   void untrack(Connection* c);
   void doAccept();

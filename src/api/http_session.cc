@@ -302,7 +302,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     std::lock_guard lock(srv_->mu);
     if (srv_->stopped) return closeNow();
     asio::post(srv_->pool, [self = this->shared_from_this()] {
-      RequestIdScope scope(self->req_.requestId);
+      RequestIdScope scope(self->req_.requestId, self->req_.method + " " + self->req_.path);
       bool admitted = false;
       self->resp_ = self->runHandler([&] {
         if (self->uploadRoute_->admit) {
@@ -370,7 +370,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       return closeNow();
     }
     asio::post(srv_->pool, [self = this->shared_from_this()] {
-      RequestIdScope scope(self->req_.requestId);
+      RequestIdScope scope(self->req_.requestId, self->req_.method + " " + self->req_.path);
       self->resp_ = self->runHandler([&] { return self->uploadRoute_->handler(self->req_); }, false);
       self->removeUpload();  // unless the handler moved it away
       asio::post(self->strand_, [self] { self->respond(); });
@@ -396,7 +396,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
 
   // On a pool thread; the strand is idle meanwhile, so req_ and resp_ are ours.
   void handle(bool upgrade) {
-    RequestIdScope scope(req_.requestId);
+    RequestIdScope scope(req_.requestId, req_.method + " " + req_.path);
     bool selfAuthenticated = false;
     const WsHandler* ws = upgrade ? srv_->router->matchWebSocket(req_, &selfAuthenticated) : nullptr;
     if (ws == nullptr) {
@@ -443,7 +443,11 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   void upgradeTo(WsAccept accept) {
     if (srv_->stopped || !lowest(stream_).socket().is_open()) return closeNow();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-    spdlog::info("http {} {} 101 {:.1f}ms {} req={}", req_.method, req_.path, ms, peer_.describe(), req_.requestId);
+    {
+      RequestIdScope scope(req_.requestId);
+      spdlog::info("http {} {} 101 {:.1f}ms {} req={}", req_.method, req_.path, ms, peer_.describe(), req_.requestId);
+    }
+    if (srv_->metrics) srv_->metrics->request(req_, 101, Clock::now() - started_);
     upgraded_ = true;
     auto ws = std::make_shared<WsConnection<Stream>>(std::move(*slot_), std::move(stream_), strand_, peer_,
                                                      req_.requestId, req_.path);
@@ -468,8 +472,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   // On the strand: writes resp_.
   void respond() {
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-    spdlog::info("http {} {} {} {:.1f}ms {} req={}", req_.method, req_.path, resp_.status, ms, peer_.describe(),
-                 req_.requestId);
+    {
+      RequestIdScope scope(req_.requestId);  // structured logs carry it as a field too
+      spdlog::info("http {} {} {} {:.1f}ms {} req={}", req_.method, req_.path, resp_.status, ms, peer_.describe(),
+                   req_.requestId);
+    }
+    if (srv_->metrics) srv_->metrics->request(req_, resp_.status, Clock::now() - started_);
     if (srv_->stopped) return closeNow();
 
     res_.emplace();

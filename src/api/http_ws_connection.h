@@ -70,9 +70,14 @@ class WsConnection : public WebSocket, public Connection, public std::enable_sha
         peer_(std::move(peer)),
         requestId_(std::move(requestId)),
         path_(std::move(path)),
-        opened_(Clock::now()) {}
+        opened_(Clock::now()) {
+    if (srv_->metrics) srv_->metrics->websockets.inc();
+  }
 
-  ~WsConnection() override { srv_->untrack(this); }
+  ~WsConnection() override {
+    if (srv_->metrics) srv_->metrics->websockets.dec();
+    srv_->untrack(this);
+  }
 
   // On the strand, with the upgrade request the session read.
   void start(http::request<http::string_body> upgradeReq, WsAccept accept) {

@@ -35,8 +35,6 @@ int hexValue(char c) {
   return -1;
 }
 
-thread_local std::string tCurrentRequestId;
-
 }  // namespace
 
 Result<nlohmann::json> Request::jsonBody() const {
@@ -73,7 +71,8 @@ const std::string& Request::header(const std::string& lowercaseName) const {
 Response Response::error(const Error& e, std::string_view requestId) {
   std::string id(requestId.empty() ? currentRequestId() : requestId);
   logError(e, id);
-  Response r = json(httpStatus(e.code), errorBody(e, id));
+  std::string reportId = e.code == ErrorCode::Internal ? reportInternalError(e, id) : std::string();
+  Response r = json(httpStatus(e.code), errorBody(e, id, reportId));
   if (e.retryAfterSeconds > 0) r.headers["Retry-After"] = std::to_string(e.retryAfterSeconds);
   if (e.code == ErrorCode::Unauthenticated) r.headers["WWW-Authenticate"] = "Bearer realm=\"corral\"";
   return r;
@@ -126,6 +125,7 @@ const Router::Route* Router::match(Request& req, std::set<std::string>* allowed)
     if (best == nullptr || literalMask(r) > literalMask(*best)) best = &r;
   }
   if (best == nullptr) return nullptr;
+  req.route = best->pattern;
   req.params.clear();
   for (size_t i = 0; i < segs.size(); ++i) {
     const auto& s = best->segments[i];
@@ -195,14 +195,6 @@ std::string newRequestId() {
   uint64_t x = prefix ^ (n * 0x9E3779B97F4A7C15ULL);
   return fmt::format("{:016x}", x);
 }
-
-std::string_view currentRequestId() { return tCurrentRequestId; }
-
-RequestIdScope::RequestIdScope(std::string id) : previous_(std::move(tCurrentRequestId)) {
-  tCurrentRequestId = std::move(id);
-}
-
-RequestIdScope::~RequestIdScope() { tCurrentRequestId = std::move(previous_); }
 
 std::string percentDecode(std::string_view s, bool plusAsSpace) {
   std::string out;

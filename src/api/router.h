@@ -26,6 +26,7 @@
 
 #include "api/websocket.h"
 #include "core/principal.h"
+#include "util/logging.h"
 #include "util/result.h"
 
 namespace corral::api {
@@ -35,6 +36,9 @@ struct Request {
   std::string path;                           // "/api/v1/vms/web1", as received, without the query
   std::map<std::string, std::string> query;   // decoded ?a=b
   std::map<std::string, std::string> params;  // from the route pattern {name}, decoded
+  // The pattern of the route that matched ("/api/v1/vms/{name}"), set by the
+  // Router; "" when none did. Metrics label requests with it, never the path.
+  std::string route;
   std::string body;
   // Header names lowercased ("authorization", "cookie", "if-match", "origin",
   // "x-csrf-token"); a repeated header keeps the last value.
@@ -148,19 +152,10 @@ class Router {
 std::string newRequestId();
 
 // The request id of the request the calling thread is serving, or "" outside a
-// request. Set by the transport around each handler call.
-std::string_view currentRequestId();
-
-class RequestIdScope {
- public:
-  explicit RequestIdScope(std::string id);
-  ~RequestIdScope();
-  RequestIdScope(const RequestIdScope&) = delete;
-  RequestIdScope& operator=(const RequestIdScope&) = delete;
-
- private:
-  std::string previous_;
-};
+// request. Set by the transport around each handler call (util/logging.h keeps
+// it, so that every layer's log lines carry it).
+inline std::string_view currentRequestId() { return util::log::requestId(); }
+using RequestIdScope = util::log::RequestScope;
 
 // Percent-decoding for one path segment or query component. '+' becomes a space
 // only when plusAsSpace (query strings). Malformed escapes are kept verbatim.

@@ -184,6 +184,10 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
              }));
   router.add("GET", "/api/v1/vms/{name}/log",
              authed([&m](const Request& req, const core::Principal& who) { return consoleLog(m, req, who); }));
+  router.add("GET", "/api/v1/vms/{name}/dump", authed([&m](const Request& req, const core::Principal& who) {
+               auto d = m.dump(who, req.params.at("name"));
+               return d.ok() ? Response::json(200, *d) : Response::error(d.error());
+             }));
 
   router.add("POST", "/api/v1/vms/{name}/actions/start",
              longAction(m, ops, "start", [](core::VmManager& vm, const core::Principal& who, const std::string& name,
@@ -213,9 +217,16 @@ void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFa
 
 void addAllRoutes(Router& router, const Services& s) {
   addRoutes(router, s.vms, s.ops, s.nodeFacts);
+  router.add("GET", "/api/v1/node/verify", authed([verify = s.nodeVerify](const Request&, const core::Principal& who) {
+               if (auto r = adminOnly(who, "verify the node"); !r.ok()) return Response::error(r.error());
+               if (!verify) return Response::error(Error::unavailable("node verification is not available here"));
+               return Response::json(200, verify());
+             }));
   addStorageRoutes(router, s.vms, s.images);
   addIdentityRoutes(router, s.identity);
   addConsoleRoutes(router, s.vms, s.consoleTokens, s.identity, s.console);
+  addDiagRoutes(router, s.report);
+  addMetricsRoutes(router, s.metrics);
   core::VmManager& vms = s.vms;
   addOperationRoutes(router, s.ops, s.events, [&vms](const core::Principal& who, const std::string& name) {
     return vms.get(who, name).ok();

@@ -9,6 +9,8 @@
 
 #include "api/router.h"
 #include "api/routes_console.h"
+#include "api/routes_metrics.h"
+#include "api/routes_diag.h"
 #include "core/console_tokens.h"
 #include "core/events.h"
 #include "core/identity.h"
@@ -35,7 +37,10 @@ struct Services {
   core::Identity& identity;
   core::ConsoleTokens& consoleTokens;
   NodeFacts nodeFacts;
+  NodeFacts nodeVerify = {};  // `corral node verify` (admins); empty: the route answers 503
   ConsoleRouteOptions console = {};
+  ReportTaker report = {};  // `corral admin report`; empty: the route answers 503
+  util::metrics::Registry* metrics = nullptr;  // GET /metrics; null: the route answers 503
 };
 
 // Every route corrald serves: VMs, images, node, quotas (above), identity

@@ -108,5 +108,6 @@ void addQuotaCommands(CLI::App &app, Context &ctx);
 void addOperationCommands(CLI::App &app, Context &ctx);
 void addEventCommands(CLI::App &app, Context &ctx);
 void addConsoleCommands(CLI::App &app, Context &ctx);
+void addAdminCommands(CLI::App &app, Context &ctx);
 
 } // namespace corral::cli

@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
   addOperationCommands(app, ctx);
   addEventCommands(app, ctx);
   addConsoleCommands(app, ctx);
+  addAdminCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

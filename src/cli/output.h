@@ -189,7 +189,8 @@ inline View objectView(const nlohmann::json &obj,
                        const std::vector<std::string> &order) {
   auto render = [&](const std::string &k,
                     const nlohmann::json &v) -> std::string {
-    if (k == "memory" || k == "memory_total_mib" || k == "memory_available_mib")
+    if (k == "memory" || k == "memory_total_mib" ||
+        k == "memory_available_mib" || k == "memory_committed_mib")
       return memoryCell(obj, k);
     if (v.is_object()) {
       // {"running": 1, "stopped": 2} -> "running=1 stopped=2"
@@ -367,7 +368,8 @@ inline View nodeInfoView(const nlohmann::json &node) {
   return objectView(node,
                     {"hostname", "version", "commit", "qemu_version",
                      "qemu_binary", "accelerator", "accelerator_reason", "cpus",
-                     "memory_total_mib", "memory_available_mib", "vms"});
+                     "memory_total_mib", "memory_available_mib",
+                     "memory_committed_mib", "vms"});
 }
 inline std::string formatNodeInfo(const nlohmann::json &node) {
   return renderView(nodeInfoView(node), "table");

@@ -4,6 +4,7 @@
 // JSON shapes are those of docs/api.yaml and docs/control-plane.md.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/output.h"
@@ -229,6 +231,90 @@ inline const std::vector<std::string> &eventHeaders() {
 inline std::string formatEventLine(const nlohmann::json &e) {
   auto c = eventCells(e);
   return fmt::format("{} {} {} {} {}\n", c[0], c[1], c[2], c[3], c[4]);
+}
+
+// ---- VM dump and node verification
+
+// Appends obj's leaves to v as "prefix.key" rows (a record view): nested
+// objects flatten, an argv-like list of strings joins with spaces, and a list
+// of objects (disks) numbers its items ("flavour.disks.0.name").
+inline void flattenInto(View &v, const std::string &prefix,
+                        const nlohmann::json &j) {
+  if (j.is_object()) {
+    for (const auto &[k, x] : j.items())
+      flattenInto(v, prefix.empty() ? k : prefix + "." + k, x);
+    return;
+  }
+  if (j.is_array() &&
+      !std::all_of(j.begin(), j.end(), [](const auto &e) { return e.is_string(); })) {
+    for (size_t i = 0; i < j.size(); ++i)
+      flattenInto(v, prefix + "." + std::to_string(i), j[i]);
+    return;
+  }
+  std::string value;
+  if (j.is_array()) {
+    for (const auto &e : j)
+      value += (value.empty() ? "" : " ") + e.get<std::string>();
+  } else {
+    value = cell(j);
+  }
+  v.headers.push_back(prefix);
+  v.rows[0].push_back(value.empty() ? "-" : value);
+}
+
+// GET /api/v1/vms/{name}/dump -> "metadata.name: web1", ..., "runtime.pid: 42"
+// (runtime: "-" when the VM is not running).
+inline View vmDumpView(const nlohmann::json &dump) {
+  View v;
+  v.record = true;
+  v.rows.emplace_back();
+  if (!dump.is_object())
+    return v;
+  if (auto it = dump.find("metadata"); it != dump.end())
+    flattenInto(v, "metadata", *it);
+  if (auto it = dump.find("metadata_source"); it != dump.end())
+    flattenInto(v, "metadata_source", *it);
+  if (auto it = dump.find("runtime"); it != dump.end())
+    flattenInto(v, "runtime", *it);
+  return v;
+}
+
+// GET /api/v1/node/verify -> CHECK RESULT DETAIL; RESULT is "ok", "WARNING"
+// (worth knowing, not wrong) or "PROBLEM".
+inline std::string verifyResult(const nlohmann::json &c) {
+  bool ok = c.is_object() && c.value("ok", false);
+  if (!ok)
+    return "PROBLEM";
+  return c.value("warning", false) ? "WARNING" : "ok";
+}
+inline View nodeVerifyView(const nlohmann::json &body) {
+  View v{{"CHECK", "RESULT", "DETAIL"}, {}};
+  for (const auto &c : listOf(body, "checks"))
+    v.rows.push_back({field(c, "name"), verifyResult(c), field(c, "detail")});
+  return v;
+}
+// The summary after the table, naming each problem again so that none hides
+// in a long list: "2 problems: state_dir.mode, database.schema".
+inline std::string nodeVerifySummary(const nlohmann::json &body) {
+  std::vector<std::string> problems, warnings;
+  for (const auto &c : listOf(body, "checks")) {
+    if (verifyResult(c) == "PROBLEM")
+      problems.push_back(field(c, "name"));
+    else if (verifyResult(c) == "WARNING")
+      warnings.push_back(field(c, "name"));
+  }
+  std::string out;
+  if (problems.empty())
+    out = "no problems";
+  else
+    out = fmt::format("{} problem{}: {}", problems.size(),
+                      problems.size() == 1 ? "" : "s",
+                      fmt::join(problems, ", "));
+  if (!warnings.empty())
+    out += fmt::format("; {} warning{}: {}", warnings.size(),
+                       warnings.size() == 1 ? "" : "s",
+                       fmt::join(warnings, ", "));
+  return out + "\n";
 }
 
 } // namespace corral::cli

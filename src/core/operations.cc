@@ -10,6 +10,7 @@
 #include "core/operations.h"
 
 #include "util/error_json.h"
+#include "util/logging.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -71,6 +72,7 @@ struct Operations::Impl {
   std::condition_variable doneCv;  // waiters: an operation ended
   std::deque<std::function<void()>> queue;
   std::map<std::string, std::shared_ptr<Tracked>> live;  // pending + running, by id
+  std::map<std::pair<std::string, std::string>, uint64_t> finished;  // (kind, state) -> count, for metrics
   bool stopping = false;
   std::vector<std::thread> workers;
 
@@ -154,9 +156,15 @@ struct Operations::Impl {
       write(*t);
     }
     spdlog::info("operation {} op={} target={}: {}", t->record.kind, id, t->record.target, t->record.state);
+    std::pair<std::string, std::string> outcome;
+    {
+      std::lock_guard lock(t->mu);
+      outcome = {t->record.kind, t->record.state};
+    }
     {
       std::lock_guard lock(mu);
       live.erase(id);
+      ++finished[outcome];
     }
     doneCv.notify_all();
   }
@@ -199,7 +207,12 @@ Result<store::OperationRecord> Operations::start(std::string kind, std::string t
   {
     std::lock_guard lock(impl_->mu);
     impl_->live.emplace(out.id, t);
-    impl_->queue.emplace_back([impl = impl_.get(), t, work = std::move(work)] { impl->run(t, work); });
+    // The worker serves the request that started the operation: its log lines carry that request's id.
+    impl_->queue.emplace_back([impl = impl_.get(), t, work = std::move(work), rid = std::string(util::log::requestId()),
+                               what = std::string(util::log::requestWhat())] {
+      util::log::RequestScope scope(rid, what);
+      impl->run(t, work);
+    });
   }
   impl_->workCv.notify_one();
   return out;
@@ -238,6 +251,22 @@ Result<std::vector<store::OperationRecord>> Operations::list(size_t limit) { ret
 size_t Operations::inFlight() const {
   std::lock_guard lock(impl_->mu);
   return impl_->live.size();
+}
+
+Operations::Counts Operations::counts() const {
+  Counts c;
+  std::vector<std::shared_ptr<Tracked>> live;
+  {
+    std::lock_guard lock(impl_->mu);
+    c.finished = impl_->finished;
+    for (const auto& [id, t] : impl_->live) live.push_back(t);
+  }
+  // Each record's state under its own lock, never while holding impl_->mu.
+  for (const auto& t : live) {
+    std::lock_guard lock(t->mu);
+    ++c.inFlight[{t->record.kind, t->record.state}];
+  }
+  return c;
 }
 
 }  // namespace corral::core

@@ -62,6 +62,14 @@ class Operations {
   Result<store::OperationRecord> wait(const std::string& id, std::chrono::milliseconds timeout);
   Result<std::vector<store::OperationRecord>> list(size_t limit);
   size_t inFlight() const;  // pending + running, for reports and metrics
+  // For metrics: this process's operations now pending or running, by (kind,
+  // state); and those ended since it started, by (kind, state "succeeded" or
+  // "failed"). Any thread.
+  struct Counts {
+    std::map<std::pair<std::string, std::string>, uint64_t> inFlight;
+    std::map<std::pair<std::string, std::string>, uint64_t> finished;
+  };
+  Counts counts() const;
 
  private:
   struct Impl;

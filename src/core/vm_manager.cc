@@ -9,6 +9,7 @@
 
 #include "core/validate.h"
 #include "core/vm_entry.h"
+#include "core/vm_metadata.h"
 #include "core/vm_state.h"
 #include "host/host_info.h"
 #include "qemu/machine.h"
@@ -173,6 +174,7 @@ Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRe
   vm.vcpus = v.vcpus;
   vm.onCrash = std::string(toString(v.onCrash));
   vm.createdAt = store::nowRfc3339();
+  vm.creation = CreationFacts::atCreate(who, image, vm.createdAt).toJson().dump();
   vm.cdrom = cdrom;
   vm.bootCdrom = image.kind == "iso";
   for (const auto& d : plan) vm.diskGib += gibCeil(d.sizeBytes);
@@ -239,7 +241,7 @@ Result<qemu::VmSpec> VmManager::specFor(const store::VmRecord& vm, const fs::pat
     if (bootCd) spec.bootOnce = {qemu::BootDevice::Cdrom};
   }
   spec.smbios.serial = vm.uuid;
-  spec.smbios.oemStrings = {fmt::format("corral.vm={}", vm.name), fmt::format("corral.image={}", vm.image)};
+  // The OEM strings (type 11) come from the VM's metadata: startLocked.
   return spec;
 }
 
@@ -258,6 +260,15 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
     return specOr.error();
   }
   qemu::VmSpec spec = std::move(specOr).take();
+  // corral.metadata/v1 as of this launch: into the guest as SMBIOS OEM strings,
+  // and into the runtime record below.
+  auto disks = store_.listDisks(vm.id);
+  if (!disks.ok()) {
+    Storage::removeSecretFiles(runDir);
+    return disks.error();
+  }
+  VmMetadata metadata = VmMetadata::build(vm, *disks, host::readHostInfo().hostname);
+  spec.smbios.oemStrings = metadata.oemStrings();
   CORRAL_TRY(setState(vm.name, toString(VmState::Starting), "", std::nullopt, "running"));
 
   uint64_t gen = ++e.generation;
@@ -281,6 +292,15 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   e.watch = std::move(watch);
   e.console->machineStarted(*e.machine, qemu::Machine::runtimePaths(runDir.string()).vncSocket);
   e.bootMemoryMib = vm.memoryMib;
+  // Machine wrote the runtime record; the metadata joins it (atomically
+  // rewritten). A failure here costs `vm dump` the launch's view, not the guest.
+  if (auto rec = qemu::RuntimeRecord::read(runDir.string()); rec.ok()) {
+    rec->metadata = metadata.toJson();
+    if (auto w = rec->write(runDir.string()); !w.ok())
+      spdlog::warn("vm={}: cannot record metadata: {}", vm.name, w.error().message);
+  } else {
+    spdlog::warn("vm={}: cannot record metadata: {}", vm.name, rec.error().message);
+  }
   if (vm.bootCdrom) {
     // Booted from the CD this once; the next start boots the disk.
     store::VmRecord after = vm;

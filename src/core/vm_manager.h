@@ -43,6 +43,10 @@ class Machine;
 struct ExitInfo;
 }  // namespace corral::qemu
 
+namespace corral::util::metrics {
+class Emitter;
+}  // namespace corral::util::metrics
+
 namespace corral::core {
 
 struct ManagerConfig {
@@ -144,6 +148,10 @@ class VmManager {
   Result<void> remove(const Principal& who, const std::string& name);
   // The guest's serial output so far (the tail, at most maxBytes).
   Result<std::string> consoleLog(const Principal& who, const std::string& name, size_t maxBytes);
+  // `corral vm dump` (vm_dump.cc): {"metadata": corral.metadata/v1, "runtime": the
+  // runtime record or null}. Metadata is the running guest's (as launched) or,
+  // when it is not running, built from the store now. NotFound when who may not see it.
+  Result<nlohmann::json> dump(const Principal& who, const std::string& name);
   // Interactive consoles (console_hub.h) of a running guest the caller may see:
   // the serial console (the newest historyBytes of its log, then live output)
   // or a stream to its VNC server. FailedPrecondition when it is not running.
@@ -174,6 +182,20 @@ class VmManager {
   Result<store::VmRecord> ejectCdrom(const Principal& who, const std::string& vm);
 
   const ManagerConfig& config() const { return cfg_; }
+
+  // Every VM for a Guru Meditation Report (vm_report.cc): its recorded state and
+  // pid, its process state and a short QMP health probe. Never waits on a VM's
+  // action lock, so it answers while actions hang.
+  nlohmann::json report();
+
+  // Metrics (vm_stats.cc): every VM's state and configured memory; for each VM
+  // with a live machine its CPU seconds, balloon size, block I/O and whether
+  // QMP answered within qmpTimeout. Every guest is asked at once, so a scrape
+  // takes about qmpTimeout at most however many guests are wedged; and it never
+  // waits on a VM's action lock (a VM busy in an action is measured through
+  // what an earlier scrape learnt of its machine). Plus the guest memory
+  // committed on this node. Any thread but the io_context's.
+  void collectMetrics(util::metrics::Emitter& out, std::chrono::milliseconds qmpTimeout);
 
  private:
   struct Entry;
@@ -226,6 +248,11 @@ class VmManager {
 
   std::mutex mu_;  // guards entries_
   std::map<std::string, std::shared_ptr<Entry>> entries_;
+
+  // What collectMetrics last learnt of each live machine (vm_stats.cc).
+  struct StatsCache;
+  static std::shared_ptr<StatsCache> newStatsCache();
+  std::shared_ptr<StatsCache> statsCache_ = newStatsCache();
 };
 
 }  // namespace corral::core

@@ -7,6 +7,8 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "util/redact.h"
+
 namespace corral::daemon {
 namespace {
 
@@ -66,6 +68,8 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "accel") CORRAL_TRY(read(v, k, cfg.accel));
     else if (k == "qemu") CORRAL_TRY(read(v, k, cfg.qemuBinary));
     else if (k == "log_level") CORRAL_TRY(read(v, k, cfg.logLevel));
+    else if (k == "log_format") CORRAL_TRY(read(v, k, cfg.logFormat));
+    else if (k == "reports_keep") CORRAL_TRY(read(v, k, cfg.reportsKeep));
     else if (k == "stop_timeout") CORRAL_TRY(read(v, k, cfg.stopTimeoutSeconds));
     else if (k == "api_threads") CORRAL_TRY(read(v, k, cfg.apiThreads));
     else if (k == "io_threads") CORRAL_TRY(read(v, k, cfg.ioThreads));
@@ -92,42 +96,51 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
   return ok();
 }
 
-std::string maskUrlPassword(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t at = url.find('@', scheme + 3);
-  size_t colon = url.find(':', scheme + 3);
-  if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+nlohmann::json toJson(const Config& c) {
+  json pools = json::array({{{"name", "default"}, {"kind", "dir"}, {"path", "<state_dir>/images"}}});
+  for (const auto& p : c.storage.pools)
+    pools.push_back({{"name", p.name}, {"kind", p.kind}, {p.kind == "lvm" ? "vg" : "path", p.kind == "lvm" ? p.vg : p.path}});
+  json quota = json::object();
+  for (const auto& k : core::quotaKeys()) quota[std::string(k.key)] = c.quotaDefaults.*(k.limit);
+  // Secrets: the database URL's password is masked; key files are named, never read.
+  return {
+      {"config", c.configFile.empty() ? "-" : c.configFile},
+      {"state_dir", c.stateDir},
+      {"accel", c.accel},
+      {"qemu", c.qemuBinary},
+      {"log_level", c.logLevel},
+      {"log_format", c.logFormat},
+      {"stop_timeout", c.stopTimeoutSeconds},
+      {"api_threads", c.apiThreads},
+      {"io_threads", c.ioThreads},
+      {"operation_threads", c.operationThreads},
+      {"db", c.db.empty() ? "sqlite:<state_dir>/corral.db" : util::maskUrlPassword(c.db)},
+      {"db_connections", c.dbConnections},
+      {"listen", c.listen.empty() ? "-" : c.listen},
+      {"tls_cert", c.tlsCert.empty() ? "-" : c.tlsCert},
+      {"tls_key", c.tlsKey.empty() ? "-" : c.tlsKey},
+      {"tls_client_ca", c.tlsClientCa.empty() ? "-" : c.tlsClientCa},
+      {"client_cert_login", c.clientCertLogin},
+      {"trusted_proxies", c.trustedProxies},
+      {"proxy_header", c.proxyHeader},
+      {"allowed_origins", c.allowedOrigins},
+      {"quota_defaults", quota},
+      {"pools", pools},
+      {"default_pool", c.storage.defaultPool},
+      {"qemu_img", c.storage.qemuImg},
+      {"max_upload_bytes", c.maxUploadBytes},
+      {"console_token_ttl", c.consoleTokenTtlSeconds},
+      {"console_history_bytes", c.consoleHistoryBytes},
+      {"console_token_key", "<state_dir>/keys/console.key"},
+      {"reports_keep", c.reportsKeep},
+  };
 }
 
 std::vector<std::string> describe(const Config& c) {
-  std::vector<std::string> out = {
-      fmt::format("config={}", c.configFile.empty() ? "-" : c.configFile),
-      fmt::format("state_dir={}", c.stateDir),
-      fmt::format("accel={}", c.accel),
-      fmt::format("qemu={}", c.qemuBinary),
-      fmt::format("log_level={}", c.logLevel),
-      fmt::format("stop_timeout={}", c.stopTimeoutSeconds),
-      fmt::format("api_threads={} io_threads={} operation_threads={}", c.apiThreads, c.ioThreads, c.operationThreads),
-      fmt::format("db={} db_connections={}", c.db.empty() ? "sqlite:<state_dir>/corral.db" : maskUrlPassword(c.db),
-                  c.dbConnections),
-      fmt::format("listen={} tls_cert={} tls_key={} tls_client_ca={} client_cert_login={}",
-                  c.listen.empty() ? "-" : c.listen, c.tlsCert.empty() ? "-" : c.tlsCert,
-                  c.tlsKey.empty() ? "-" : c.tlsKey, c.tlsClientCa.empty() ? "-" : c.tlsClientCa, c.clientCertLogin),
-      fmt::format("trusted_proxies=[{}] proxy_header={} allowed_origins=[{}]", fmt::join(c.trustedProxies, ","),
-                  c.proxyHeader, fmt::join(c.allowedOrigins, ",")),
-  };
-  std::string pools = fmt::format("storage: default_pool={} qemu_img={} max_upload_bytes={} pools=[default:dir",
-                                  c.storage.defaultPool, c.storage.qemuImg, c.maxUploadBytes);
-  for (const auto& p : c.storage.pools)
-    pools += fmt::format(" {}:{}:{}", p.name, p.kind, p.kind == "lvm" ? p.vg : p.path);
-  out.push_back(pools + "]");
-  out.push_back(fmt::format("console_token_ttl={} console_history_bytes={} (token key: <state_dir>/keys/console.key)",
-                            c.consoleTokenTtlSeconds, c.consoleHistoryBytes));
-  std::string q = "quota_defaults:";
-  for (const auto& k : core::quotaKeys()) q += fmt::format(" {}={}", k.key, c.quotaDefaults.*(k.limit));
-  out.push_back(q);
+  std::vector<std::string> out;
+  const nlohmann::json settings = toJson(c);
+  for (const auto& [k, v] : settings.items())
+    out.push_back(fmt::format("{}={}", k, v.is_string() ? v.get<std::string>() : v.dump()));
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/quota.h"
 #include "core/storage.h"
 #include "util/result.h"
@@ -19,6 +21,7 @@ struct Config {
   std::string accel = "auto";  // auto | kvm | tcg
   std::string qemuBinary = "qemu-system-x86_64";
   std::string logLevel = "info";
+  std::string logFormat = "text";  // text | keyvalue | json (util/logging.h)
   unsigned stopTimeoutSeconds = 60;
   // A start or stop holds its handler thread until QEMU answers, so this bounds
   // how many VMs start at once; the threads are idle otherwise.
@@ -53,6 +56,10 @@ struct Config {
   // viewer gets on attach.
   unsigned consoleTokenTtlSeconds = 300;
   size_t consoleHistoryBytes = 64 * 1024;
+
+  // Guru Meditation Reports (SIGUSR1, `corral admin report`, every 500) kept
+  // under <state>/reports/; older ones are deleted.
+  unsigned reportsKeep = 50;
 };
 
 // Reads the JSON file at path into cfg. Keys are the flags' names with '_' for
@@ -60,11 +67,11 @@ struct Config {
 // keys are an error naming them, so a misspelt setting is never silently ignored.
 Result<void> loadConfigFile(const std::string& path, Config& cfg);
 
-// The effective settings as "key=value" lines for the start-up log; the
-// database URL's password shown as ***.
-std::vector<std::string> describe(const Config& cfg);
+// Every effective setting, secrets masked (the database URL's password shown as
+// ***; key files named, never read): the configuration section of reports.
+nlohmann::json toJson(const Config& cfg);
 
-// "postgres://u:secret@h/db" -> "postgres://u:***@h/db".
-std::string maskUrlPassword(const std::string& url);
+// The same as "key=value" lines for the start-up log.
+std::vector<std::string> describe(const Config& cfg);
 
 }  // namespace corral::daemon

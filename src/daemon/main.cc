@@ -30,11 +30,13 @@
 #include "core/vm_manager.h"
 #include "core/vm_state.h"
 #include "daemon/config.h"
+#include "daemon/diagnostics.h"
 #include "daemon/node.h"
 #include "host/state_dir.h"
 #include "host/host_info.h"
 #include "store/store.h"
 #include "util/build_info.h"
+#include "util/logging.h"
 
 namespace corral::daemon {
 namespace {
@@ -146,6 +148,21 @@ int run(const Config& cfg) {
       return 1;
     }
 
+    // Guru Meditation Reports: SIGUSR1, `corral admin report` and every 500.
+    util::Reporter reporter;
+    addDaemonSections(reporter, {.cfg = cfg, .node = *node, .vms = vms, .ops = ops, .store = **store});
+    util::GuruMeditation guru(reporter, {.reportsDir = (dir.root() / "reports").string(),
+                                         .toStderr = true,
+                                         .keep = cfg.reportsKeep});
+    if (auto r = guru.start(); !r.ok()) spdlog::error("reports: {}", r.error().message);
+    api::setInternalErrorReporter(internalErrorReporter(guru));
+
+    // GET /metrics: the API's own counters (opts.metrics) and collectors of
+    // VMs, node, process, operations and QMP latency.
+    util::metrics::Registry metrics;
+    api::DaemonMetrics daemonMetrics(metrics, vms, ops);
+    opts.metrics = &metrics;
+
     api::Router router;
     api::addAllRoutes(router, {.vms = vms,
                                .images = images,
@@ -154,7 +171,10 @@ int run(const Config& cfg) {
                                .identity = identity,
                                .consoleTokens = **consoleTokens,
                                .nodeFacts = [&] { return node->toJson(vms); },
-                               .console = {.historyBytes = cfg.consoleHistoryBytes}});
+                               .nodeVerify = [&] { return node->verify(cfg, dir, **store, vms); },
+                               .console = {.historyBytes = cfg.consoleHistoryBytes},
+                               .report = reportTaker(guru),
+                               .metrics = &metrics});
     api::AuthOptions auth;
     auth.trustedProxies = cfg.trustedProxies;
     auth.proxyHeader = cfg.proxyHeader;
@@ -174,6 +194,7 @@ int run(const Config& cfg) {
       stopped.get_future().wait();
       server.stop();
     }
+    api::setInternalErrorReporter({});
   }
   guard.reset();
   io.stop();
@@ -185,6 +206,9 @@ int run(const Config& cfg) {
 }  // namespace corral::daemon
 
 int main(int argc, char** argv) {
+  // SIGUSR1 asks for a report; until the reporter is up (and after it is gone)
+  // it must not kill the daemon, which is its default action.
+  ::signal(SIGUSR1, SIG_IGN);
   corral::daemon::Config cfg;
   // The config file is read first, so that flags given with it override it.
   for (int i = 1; i + 1 < argc; ++i)
@@ -206,6 +230,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", cfg.logLevel, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  app.add_option("--log-format", cfg.logFormat, "log lines as text, keyvalue (key=value pairs) or json")
+      ->check(CLI::IsMember({"text", "keyvalue", "json"}))
+      ->capture_default_str();
   app.add_option("--stop-timeout", cfg.stopTimeoutSeconds, "seconds a graceful stop waits before killing")
       ->capture_default_str();
   app.add_option("--db", cfg.db, "store: postgres://... for PostgreSQL; default SQLite <state-dir>/corral.db");
@@ -222,7 +249,11 @@ int main(int argc, char** argv) {
     std::error_code ec;
     cfg.stateDir = std::filesystem::absolute(cfg.stateDir, ec).string();
   }
-  spdlog::set_level(spdlog::level::from_str(cfg.logLevel));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  auto format = corral::util::log::parseFormat(cfg.logFormat);
+  if (!format.ok()) {
+    fmt::print(stderr, "corrald: {}\n", format.error().message);
+    return 2;
+  }
+  corral::util::log::setup({.format = *format, .level = cfg.logLevel, .recentProblems = 50});
   return corral::daemon::run(cfg);
 }

@@ -40,8 +40,15 @@ nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
   nlohmann::json counts = nlohmann::json::object();
   for (auto s : core::kAllVmStates) counts[std::string(core::toString(s))] = 0;
   core::Principal node{.login = "root", .admin = true, .groups = {}, .via = "node", .tokenId = {}, .csrfToken = {}};
-  if (auto all = vms.list(node); all.ok())
-    for (const auto& vm : *all) counts[vm.state] = counts[vm.state].get<int>() + 1;
+  uint64_t committedMib = 0;
+  if (auto all = vms.list(node); all.ok()) {
+    for (const auto& vm : *all) {
+      counts[vm.state] = counts[vm.state].get<int>() + 1;
+      // A paused guest keeps its memory; a starting one is about to take it.
+      auto s = core::parseVmState(vm.state);
+      if (s && core::hasProcess(*s)) committedMib += vm.memoryMib;
+    }
+  }
   return {{"hostname", host.hostname},
           {"qemu_binary", qemuBinary},
           {"qemu_version", qemuVersion},
@@ -50,6 +57,7 @@ nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
           {"cpus", host.cpus},
           {"memory_total_mib", host.memoryTotalMib},
           {"memory_available_mib", host.memoryAvailableMib},
+          {"memory_committed_mib", committedMib},
           {"vms", counts},
           {"version", util::build::kVersion},
           {"commit", util::build::kCommit}};

@@ -1,5 +1,6 @@
 // What corrald learns about its node at start (QEMU binary and version, the
-// accelerator verdict) and the node report built from it for `corral node info`.
+// accelerator verdict), the node report built from it for `corral node info`,
+// and the checks of `corral node verify` (node_verify in node.cc).
 #pragma once
 
 #include <string>
@@ -10,6 +11,7 @@
 #include "daemon/config.h"
 #include "host/state_dir.h"
 #include "qemu/vm_spec.h"
+#include "store/store.h"
 #include "util/result.h"
 
 namespace corral::daemon {
@@ -21,7 +23,16 @@ struct NodeProbe {
   std::string accelReason;
 
   std::string accelName() const { return accel == qemu::Accel::Kvm ? "kvm" : "tcg"; }
+  // `corral node info`: the host's capacity and memory committed to guests
+  // (running and paused VMs' memory), QEMU, accelerator, VM counts by state.
   nlohmann::json toJson(core::VmManager& vms) const;
+
+  // `corral node verify`: {"checks": [{"name", "ok", "warning", "detail"}],
+  // "problems": N, "warnings": M}. A check not ok is a problem (the node cannot
+  // do something it is asked to); warning marks an ok check worth an admin's
+  // look. Looks at the host as it is now (binaries, devices, modes, free space,
+  // clock); nothing is changed. Any API thread.
+  nlohmann::json verify(const Config& cfg, const host::StateDir& dir, store::Store& store, core::VmManager& vms) const;
 
   // Probes the QEMU binary (cached by path, size and mtime) and decides the
   // accelerator: --accel kvm|tcg is obeyed (kvm only when it really works),

@@ -1,5 +1,7 @@
 #include "qemu/monitor.h"
 
+#include <atomic>
+#include <chrono>
 #include <utility>
 
 #include <fmt/format.h>
@@ -36,11 +38,27 @@ bool boolField(const Json& obj, const char* key, bool& out) {
 
 }  // namespace
 
+namespace {
+std::atomic<const Monitor::CommandObserver*> gObserver{nullptr};
+}  // namespace
+
+void Monitor::setCommandObserver(const CommandObserver* observer) { gObserver.store(observer); }
+
+void Monitor::observeCommand(std::string_view command, double seconds, const QmpError* error) {
+  if (const CommandObserver* observer = gObserver.load(std::memory_order_acquire)) (*observer)(command, seconds, error);
+}
+
 Monitor::Monitor(std::shared_ptr<QmpTransport> transport, Millis timeout)
     : transport_(std::move(transport)), timeout_(timeout) {}
 
 QmpResult<Json> Monitor::run(std::string command, Json arguments) {
-  return transport_->executeSync(std::move(command), std::move(arguments), timeout_);
+  const CommandObserver* observer = gObserver.load(std::memory_order_acquire);
+  if (observer == nullptr) return transport_->executeSync(std::move(command), std::move(arguments), timeout_);
+  auto started = std::chrono::steady_clock::now();
+  auto r = transport_->executeSync(command, std::move(arguments), timeout_);
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+  (*observer)(command, took.count(), r.ok() ? nullptr : &r.error());
+  return r;
 }
 
 QmpResult<void> Monitor::runVoid(std::string command, Json arguments) {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,6 +96,16 @@ class Monitor {
   // Makes `events` hear SHUTDOWN/STOP/RESUME/RESET and the connection's end, for as
   // long as it lives (held weakly: it may go away before the transport).
   void attachEvents(std::weak_ptr<MonitorEvents> events);
+
+  // Hears every command any Monitor sends: its name, how long the reply took
+  // (seconds) and its error (null on success), on the calling thread. For
+  // metrics. Process-wide: set once at daemon start before any Monitor runs
+  // (null: none); the function must outlive every Monitor.
+  using CommandObserver = std::function<void(std::string_view command, double seconds, const QmpError* error)>;
+  static void setCommandObserver(const CommandObserver* observer);
+  // Tells the observer (if any) of a command sent past a Monitor, straight
+  // through QmpTransport::execute (the metrics scrape's asynchronous queries).
+  static void observeCommand(std::string_view command, double seconds, const QmpError* error);
 
  private:
   QmpResult<nlohmann::json> run(std::string command, nlohmann::json arguments = nullptr);

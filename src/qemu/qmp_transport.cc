@@ -229,9 +229,18 @@ QmpResult<Json> QmpTransport::executeSync(std::string command, Json arguments, M
   assert(!io_.get_executor().running_in_this_thread() && "executeSync on the io_context thread");
   auto slot = std::make_shared<SyncSlot<Json>>();
   std::string name = hasDeadline(timeout) ? command : std::string();
+  // At debug level every command is logged with its time, under the request id
+  // of the action that sent it (util/logging.h): the last hop of that action.
+  std::string logged = spdlog::should_log(spdlog::level::debug) ? command : std::string();
+  auto started = std::chrono::steady_clock::now();
   execute(std::move(command), std::move(arguments), timeout,
           [slot](QmpResult<Json> r) { slot->set(std::move(r)); });
-  return waitSlot(*slot, timeout, name);
+  auto r = waitSlot(*slot, timeout, name);
+  if (!logged.empty()) {
+    std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - started;
+    spdlog::debug("qmp {} {:.1f}ms {}", logged, ms.count(), r.ok() ? "ok" : toString(r.error().kind));
+  }
+  return r;
 }
 
 QmpResult<Json> QmpTransport::waitEventSync(std::string name, Json match, Millis timeout) {

@@ -146,7 +146,7 @@ class PostgresStore final : public Store {
                         {vm.name, vm.uuid, img[0].int64(0), static_cast<int64_t>(vm.memoryMib),
                          static_cast<int64_t>(vm.vcpus), vm.onCrash, vm.desiredState, vm.state, vm.stateReason,
                          vm.createdAt, vm.createdAt, vm.ownerKind, vm.owner, vm.administrator, vm.contact,
-                         vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0}},
+                         vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0}, vm.creation},
                         "insert vm");
       if (!ins.ok()) {
         bool unique = c.failedWith(kUniqueViolation);

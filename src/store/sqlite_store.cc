@@ -8,7 +8,13 @@
 // Constraint violations are mapped to the project's error codes here, so callers
 // never see SQLite's words. Images and disks (sqlite_storage.cc) and the
 // migration runner (sqlite_migrate.cc) live beside this file.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -136,7 +142,8 @@ class SqliteStore final : public Store {
       SQLite::Statement q(db_, sql::kInsertVm);
       bindAll(q, vm.name, vm.uuid, imageId, static_cast<int64_t>(vm.memoryMib), static_cast<int64_t>(vm.vcpus),
               vm.onCrash, vm.desiredState, vm.state, vm.stateReason, vm.createdAt, vm.createdAt, vm.ownerKind, vm.owner,
-              vm.administrator, vm.contact, vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0});
+              vm.administrator, vm.contact, vm.description, vm.diskGib, vm.cdrom, int64_t{vm.bootCdrom ? 1 : 0},
+              vm.creation);
       q.exec();
       tx.commit();
     } catch (const SQLite::Exception& e) {
@@ -801,6 +808,15 @@ class SqliteStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path) {
+  // The file holds password and token hashes: 0600 whatever the umask, made so
+  // before SQLite creates it (its -wal and -shm files take the same mode), and
+  // tightened when an older corral left it readable.
+  if (int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600); fd >= 0) ::close(fd);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::string f = path + suffix;
+    if (::chmod(f.c_str(), 0600) != 0 && errno != ENOENT)
+      return Error::unavailable(fmt::format("database {}: chmod 0600: {}", f, std::strerror(errno)));
+  }
   std::unique_ptr<SqliteStore> store;
   try {
     store = std::make_unique<SqliteStore>(path);

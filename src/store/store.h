@@ -91,6 +91,10 @@ struct VmRecord {
   // whether its next start boots from that CD (cleared once it has).
   std::string cdrom;
   bool bootCdrom = false;
+  // The facts of its creation (who, how, which corral, the root image as it was),
+  // a JSON object written by core/vm_metadata.h at insert and never updated; ""
+  // for VMs made before corral recorded them.
+  std::string creation;
 };
 
 struct UserRecord {

@@ -55,7 +55,7 @@ inline constexpr const char* kUpdateDisk =
 inline constexpr const char* kVmColumns =
     "v.id, v.name, v.uuid, i.name, v.image_id, v.memory_mib, v.vcpus, v.on_crash, v.desired_state, v.state, "
     "v.state_reason, v.pid, v.accel, v.created_at, v.updated_at, v.version, v.owner_kind, v.owner, "
-    "v.administrator, v.contact, v.description, v.disk_gib, v.cdrom, v.boot_cdrom";
+    "v.administrator, v.contact, v.description, v.disk_gib, v.cdrom, v.boot_cdrom, v.creation";
 inline constexpr const char* kVmFrom = "vms v JOIN images i ON v.image_id = i.id";
 
 inline constexpr const char* kUserColumns =
@@ -91,7 +91,7 @@ inline constexpr const char* kUsage =
 inline constexpr const char* kInsertVm =
     "INSERT INTO vms (name, uuid, image_id, memory_mib, vcpus, on_crash, desired_state, state, state_reason, pid, "
     "accel, created_at, updated_at, owner_kind, owner, administrator, contact, description, disk_gib, cdrom, "
-    "boot_cdrom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "boot_cdrom, creation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 inline constexpr const char* kUpdateVm =
     "UPDATE vms SET name = ?, owner_kind = ?, owner = ?, administrator = ?, contact = ?, description = ?, "
@@ -174,6 +174,7 @@ VmRecord readVm(const Row& r) {
   x.diskGib = r.int64(21);
   x.cdrom = r.text(22);
   x.bootCdrom = r.int64(23) != 0;
+  x.creation = r.text(24);
   return x;
 }
 

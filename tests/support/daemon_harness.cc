@@ -48,16 +48,22 @@ void DaemonHarness::startDaemon(const std::vector<std::string>& extraArgs) {
       .args(extraArgs)
       .keepEnv({"PATH"})
       .stderrToFile((dir_ / "corrald.log").string(), true)
-      .stdoutToNull()
+      .stdoutToFile((dir_ / "corrald.out").string(), true)
       .allowFailureStatus();  // killDaemon() ends it with SIGKILL on purpose
   auto started = daemon_->start();
   ASSERT_TRUE(started.ok()) << started.error().message;
   bool up = waitFor([&] { return cli({"node", "info"}).exitCode == 0; }, 60s);
-  if (!up) {
-    std::ifstream log(dir_ / "corrald.log");
-    std::string all((std::istreambuf_iterator<char>(log)), {});
-    FAIL() << "corrald did not answer; its log:\n" << all;
-  }
+  if (!up) FAIL() << "corrald did not answer; its log:\n" << daemonLog() << "\nits stderr:\n" << daemonStderr();
+}
+
+std::string DaemonHarness::daemonLog() const {
+  std::ifstream in(dir_ / "corrald.out");
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+std::string DaemonHarness::daemonStderr() const {
+  std::ifstream in(dir_ / "corrald.log");
+  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 void DaemonHarness::killDaemon() {

@@ -35,6 +35,9 @@ class DaemonHarness {
   // SIGKILL, as an operator's mistake or an OOM kill would; guests keep running.
   void killDaemon();
   pid_t daemonPid() const;
+  // What corrald wrote so far: its log (stdout) and its stderr (reports' text view).
+  std::string daemonLog() const;
+  std::string daemonStderr() const;
 
   // Runs `corral --socket S ARGS...` and returns its exit code and output.
   CliResult cli(const std::vector<std::string>& args);

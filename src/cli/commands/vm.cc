@@ -1,5 +1,5 @@
 // `corral vm create|list|info|modify|start|stop|reboot|pause|resume|cdrom|
-// delete|log`. Parses
+// delete|log|dump`. Parses
 // and checks what the client can (names go into URLs encoded, --memory accepts
 // M/G suffixes); every rule about VMs is the daemon's. start, stop, reboot (and
 // create --start) answer 202 with an operation: the CLI waits for it and then
@@ -425,6 +425,23 @@ void addVmCommands(CLI::App &app, Context &ctx) {
       std::fwrite(resp.body.data(), 1, resp.body.size(), stdout);
       std::fflush(stdout);
       return kExitOk;
+    };
+  });
+
+  // dump: the VM's corral.metadata/v1 and, while it runs, its runtime record
+  auto dumpName = std::make_shared<std::string>();
+  auto dumpOut = std::make_shared<std::string>();
+  auto *dump = vm->add_subcommand(
+      "dump", "Show a VM's metadata and, while it runs, its runtime record");
+  dump->add_option("NAME", *dumpName, "VM name")->required();
+  addOutputOption(*dump, *dumpOut);
+  dump->callback([&ctx, dumpName, dumpOut] {
+    ctx.action = [&ctx, dumpName, dumpOut] {
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "GET", vmPath(*dumpName) + "/dump",
+                           std::nullopt, &resp))
+        return rc;
+      return printAnswer(resp, *dumpOut, vmDumpView);
     };
   });
 }

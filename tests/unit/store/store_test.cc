@@ -10,6 +10,8 @@
 // usage counts what the contract says; quota checks see the owner's usage and
 // overrides, and 50 concurrent quota-checked creates against a limit of 5 give
 // exactly 5 rows; tokens, sessions and operations keep what they are given.
+#include <sys/stat.h>
+
 #include <atomic>
 #include <set>
 #include <thread>
@@ -733,6 +735,31 @@ TEST(SqliteUpgrade, DatabaseFromMigration1UpgradesKeepingItsVms) {
   EXPECT_EQ((*old)->diskGib, 0);
   EXPECT_EQ((*old)->memoryMib, 256u);
   EXPECT_EQ((*s)->usage("user", "root")->running, 1);
+}
+
+// The file holds password and token hashes: a new one is 0600 whatever the
+// umask, and one an older corral left 0644 is tightened, with its WAL files.
+TEST(SqliteFileMode, NewAndExistingDatabasesAreOwnerOnly) {
+  testing::TempDir dir;
+  const std::string fresh = (dir / "fresh.db").string(), old = (dir / "old.db").string();
+  mode_t previous = ::umask(022);
+  {
+    SQLite::Database db(old, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("CREATE TABLE t (x INTEGER)");
+  }
+  ASSERT_EQ(::chmod(old.c_str(), 0644), 0);
+  auto a = openSqliteStore(fresh);
+  auto b = openSqliteStore(old);
+  ::umask(previous);
+  ASSERT_TRUE(a.ok()) << a.error().describe();
+  ASSERT_TRUE(b.ok()) << b.error().describe();
+  ASSERT_TRUE((*a)->listVms().ok());
+  for (const std::string& f : {fresh, fresh + "-wal", old, old + "-wal"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << f;
+  }
 }
 
 }  // namespace
