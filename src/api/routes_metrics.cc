@@ -29,11 +29,12 @@ DaemonMetrics::DaemonMetrics(m::Registry& registry, core::VmManager& vms, core::
                                   "QMP commands that failed: refused by QEMU, disconnected, timed out or protocol.",
                                   {"command", "kind"});
   // The commands are corral's own (a fixed set), so they are fit for labels.
-  observer_ = [&latency, &errors](std::string_view command, double seconds, const qemu::QmpError* error) {
-    latency.labels({command}).observe(seconds);
-    if (error != nullptr) errors.labels({command, qemu::toString(error->kind)}).inc();
-  };
-  qemu::Monitor::setCommandObserver(&observer_);
+  // The registry outlives every thread that sends QMP (main.cc declares it first).
+  qemu::Monitor::setCommandObserver(std::make_shared<const qemu::Monitor::CommandObserver>(
+      [&latency, &errors](std::string_view command, double seconds, const qemu::QmpError* error) {
+        latency.labels({command}).observe(seconds);
+        if (error != nullptr) errors.labels({command, qemu::toString(error->kind)}).inc();
+      }));
 
   collectors_.push_back(registry.addCollector(m::collectProcess));
   collectors_.push_back(registry.addCollector(m::collectNode));

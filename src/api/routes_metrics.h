@@ -25,7 +25,8 @@ void addMetricsRoutes(Router& router, util::metrics::Registry* registry);
 // node and the daemon process (/proc), operations, and every QMP command's
 // latency and errors (a Monitor::setCommandObserver hook). One per daemon:
 // it installs the process-wide QMP observer and removes it when it goes.
-// registry, vms and ops must outlive it; destroy it before them.
+// registry, vms and ops must outlive it; the registry must also outlive every
+// thread that sends QMP (the observer records into it).
 class DaemonMetrics {
  public:
   DaemonMetrics(util::metrics::Registry& registry, core::VmManager& vms, core::Operations& ops,
@@ -35,7 +36,6 @@ class DaemonMetrics {
   DaemonMetrics& operator=(const DaemonMetrics&) = delete;
 
  private:
-  qemu::Monitor::CommandObserver observer_;
   std::vector<util::metrics::CollectorHandle> collectors_;
 };
 

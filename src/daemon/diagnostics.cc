@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "api/routes_ops.h"
 #include "util/logging.h"
 #include "util/redact.h"
 
@@ -42,14 +43,7 @@ nlohmann::json operationsSection(core::Operations& ops) {
   }
   nlohmann::json live = nlohmann::json::array(), failed = nlohmann::json::array();
   for (const auto& op : *recent) {
-    nlohmann::json o{{"id", op.id},
-                     {"kind", op.kind},
-                     {"target", op.target},
-                     {"state", op.state},
-                     {"progress", op.progress},
-                     {"requester", op.requester},
-                     {"created_at", op.createdAt},
-                     {"updated_at", op.updatedAt}};
+    nlohmann::json o = api::toJson(op);
     if (op.state == "pending" || op.state == "running")
       live.push_back(std::move(o));
     else if (op.state == "failed" && failed.size() < 10)

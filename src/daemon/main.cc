@@ -123,6 +123,9 @@ int run(const Config& cfg) {
   }
   int rc = 0;
   {
+    // Declared first, so that it outlives every thread that records into it
+    // (operations, VM workers, QMP calls).
+    util::metrics::Registry metrics;
     core::EventBus events;
     core::Identity identity(**store);
     core::VmManager vms(io, **store, dir, mc, &events);
@@ -159,7 +162,6 @@ int run(const Config& cfg) {
 
     // GET /metrics: the API's own counters (opts.metrics) and collectors of
     // VMs, node, process, operations and QMP latency.
-    util::metrics::Registry metrics;
     api::DaemonMetrics daemonMetrics(metrics, vms, ops);
     opts.metrics = &metrics;
 

@@ -39,21 +39,25 @@ bool boolField(const Json& obj, const char* key, bool& out) {
 }  // namespace
 
 namespace {
-std::atomic<const Monitor::CommandObserver*> gObserver{nullptr};
+// Shared, so a command in flight keeps the observer it loaded alive while the
+// daemon replaces or removes it.
+std::atomic<std::shared_ptr<const Monitor::CommandObserver>> gObserver;
 }  // namespace
 
-void Monitor::setCommandObserver(const CommandObserver* observer) { gObserver.store(observer); }
+void Monitor::setCommandObserver(std::shared_ptr<const CommandObserver> observer) {
+  gObserver.store(std::move(observer));
+}
 
 void Monitor::observeCommand(std::string_view command, double seconds, const QmpError* error) {
-  if (const CommandObserver* observer = gObserver.load(std::memory_order_acquire)) (*observer)(command, seconds, error);
+  if (auto observer = gObserver.load()) (*observer)(command, seconds, error);
 }
 
 Monitor::Monitor(std::shared_ptr<QmpTransport> transport, Millis timeout)
     : transport_(std::move(transport)), timeout_(timeout) {}
 
 QmpResult<Json> Monitor::run(std::string command, Json arguments) {
-  const CommandObserver* observer = gObserver.load(std::memory_order_acquire);
-  if (observer == nullptr) return transport_->executeSync(std::move(command), std::move(arguments), timeout_);
+  auto observer = gObserver.load();
+  if (!observer) return transport_->executeSync(std::move(command), std::move(arguments), timeout_);
   auto started = std::chrono::steady_clock::now();
   auto r = transport_->executeSync(command, std::move(arguments), timeout_);
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;

@@ -99,10 +99,10 @@ class Monitor {
 
   // Hears every command any Monitor sends: its name, how long the reply took
   // (seconds) and its error (null on success), on the calling thread. For
-  // metrics. Process-wide: set once at daemon start before any Monitor runs
-  // (null: none); the function must outlive every Monitor.
+  // metrics. Process-wide (null: none); a command in flight keeps the observer
+  // it started with alive, so it may be replaced or removed at any time.
   using CommandObserver = std::function<void(std::string_view command, double seconds, const QmpError* error)>;
-  static void setCommandObserver(const CommandObserver* observer);
+  static void setCommandObserver(std::shared_ptr<const CommandObserver> observer);
   // Tells the observer (if any) of a command sent past a Monitor, straight
   // through QmpTransport::execute (the metrics scrape's asynchronous queries).
   static void observeCommand(std::string_view command, double seconds, const QmpError* error);
