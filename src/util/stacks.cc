@@ -292,18 +292,58 @@ Result<std::vector<ThreadStack>> sampleThreadStacks(std::chrono::milliseconds pe
   return out;
 }
 
-Result<void> symbolizeStacks(std::vector<ThreadStack>& stacks) {
+namespace {
+
+// One libdw session for the life of the process: parsing every module's DWARF
+// is most of a report's cost, so it is done once. Each report re-reports the
+// process's modules (libdw keeps the ones it already has) and keeps the frames
+// it resolved while the executable mappings stay the same.
+struct Symbolizer {
+  std::mutex mu;
+  std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl{nullptr, &dwfl_end};
   Dwfl_Callbacks callbacks{};
-  callbacks.find_elf = dwfl_linux_proc_find_elf;
-  callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
-  std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl(dwfl_begin(&callbacks), &dwfl_end);
-  bool usable = false;
-  if (dwfl) {
-    dwfl_report_begin(dwfl.get());
-    int rc = dwfl_linux_proc_report(dwfl.get(), ::getpid());
-    usable = dwfl_report_end(dwfl.get(), nullptr, nullptr) == 0 && rc == 0;
+  std::string mappings;                                 // executable mappings the frames were resolved under
+  std::map<uintptr_t, std::vector<StackFrame>> frames;  // pc -> its frames (inlined ones first)
+};
+
+Symbolizer& symbolizer() {
+  static Symbolizer* s = new Symbolizer;  // never destroyed: a report may run while the process exits
+  return *s;
+}
+
+// The executable, file-backed mappings of this process: what a pc resolves against.
+std::string executableMappings() {
+  std::ifstream in("/proc/self/maps");
+  std::string line, out;
+  while (std::getline(in, line))
+    if (line.find(" r-xp ") != std::string::npos || line.find(" r-xs ") != std::string::npos) out += line + "\n";
+  return out;
+}
+
+}  // namespace
+
+Result<void> symbolizeStacks(std::vector<ThreadStack>& stacks) {
+  Symbolizer& sym = symbolizer();
+  std::lock_guard lock(sym.mu);
+  if (!sym.dwfl) {
+    sym.callbacks.find_elf = dwfl_linux_proc_find_elf;
+    sym.callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    sym.dwfl.reset(dwfl_begin(&sym.callbacks));
   }
-  std::map<uintptr_t, std::vector<StackFrame>> cache;  // threads share most of their frames
+  std::string mappings = executableMappings();
+  if (mappings != sym.mappings) {
+    sym.frames.clear();
+    sym.mappings = std::move(mappings);
+  }
+  bool usable = false;
+  if (sym.dwfl) {
+    dwfl_report_begin(sym.dwfl.get());
+    int rc = dwfl_linux_proc_report(sym.dwfl.get(), ::getpid());
+    usable = dwfl_report_end(sym.dwfl.get(), nullptr, nullptr) == 0 && rc == 0;
+  }
+  if (!usable) sym.frames.clear();
+  Dwfl* dwfl = sym.dwfl.get();
+  auto& cache = sym.frames;  // threads share most of their frames, and reports most of theirs
   for (ThreadStack& t : stacks) {
     t.frames.clear();
     for (size_t i = 0; i < t.addresses.size(); ++i) {
@@ -312,7 +352,7 @@ Result<void> symbolizeStacks(std::vector<ThreadStack>& stacks) {
       uintptr_t pc = i == 0 ? a : a - 1;
       auto it = cache.find(pc);
       if (it == cache.end()) {
-        std::vector<StackFrame> fs = usable ? lookUp(dwfl.get(), a, pc) : std::vector<StackFrame>{{.address = a}};
+        std::vector<StackFrame> fs = usable ? lookUp(dwfl, a, pc) : std::vector<StackFrame>{{.address = a}};
         it = cache.emplace(pc, std::move(fs)).first;
       }
       for (const StackFrame& f : it->second) {
@@ -333,6 +373,7 @@ Result<void> symbolizeStacks(std::vector<ThreadStack>& stacks) {
     }
   }
   if (!usable) {
+    cache.clear();  // bare addresses: the next report tries again
     return Error::internal(fmt::format("symbolizing: cannot read this process's modules: {}", dwfl_errmsg(-1)));
   }
   return ok();
