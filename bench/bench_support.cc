@@ -147,6 +147,19 @@ void startSignalThread(std::string prog, std::function<void()> cleanup) {
   }).detach();
 }
 
+Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  startSignalThread(prog, [] { Janitor::get().cleanup(); });
+  auto made = makeTempDir(tmpParent, prefix);
+  if (!made.ok()) return made.error();
+  Janitor::get().setRoot(*made);
+  const LoadAvg load = loadAvg();
+  std::printf("%s: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", prog.c_str(), std::thread::hardware_concurrency(),
+              load.l1, load.l5, load.l15, made->c_str());
+  std::fflush(stdout);
+  return made;
+}
+
 Result<void> dieWithUs() {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Error::internal("prctl(PR_SET_PDEATHSIG)");
   return ok();

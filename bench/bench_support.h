@@ -97,6 +97,14 @@ class Janitor {
 // ignored signal is never pending); SIGHUP stays as given (nohup).
 void startSignalThread(std::string prog, std::function<void()> cleanup);
 
+// The start of a benchmark that runs corrald and guests: becomes a child
+// subreaper (a killed corrald's QEMUs come to us, to be reaped), takes SIGINT,
+// SIGTERM and SIGHUP in the signal thread (which cleans up everything the
+// Janitor knows), makes its temp dir tmpParent/PREFIX.XXXXXX as the Janitor's
+// root and prints "PROG: N cores, loadavg A B C, temp dir D". An error says why
+// the benchmark cannot run.
+Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix);
+
 // A preExec hook: the child gets SIGKILL when we die, even by SIGKILL.
 Result<void> dieWithUs();
 

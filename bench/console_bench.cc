@@ -372,18 +372,11 @@ int main(int argc, char** argv) {
     else return usage();
   }
 
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // a killed corrald's QEMUs come to us, to be reaped
-  corral::bench::startSignalThread("console_bench", [] { Janitor::get().cleanup(); });
-  auto made = corral::bench::makeTempDir(tmp, "crcb");
+  auto made = corral::bench::beginDaemonBench("console_bench", tmp, "crcb");
   if (!made.ok()) {
     std::fprintf(stderr, "console_bench: %s\n", made.error().message.c_str());
     return 1;
   }
-  Janitor::get().setRoot(*made);
-  const corral::bench::LoadAvg load = corral::bench::loadAvg();
-  std::printf("console_bench: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", std::thread::hardware_concurrency(),
-              load.l1, load.l5, load.l15, made->c_str());
-  std::fflush(stdout);
   int rc = 0;
   std::vector<Row> rows;
   try {  // a malformed reply (nlohmann throws) still ends in the cleanup below

@@ -188,17 +188,11 @@ int main(int argc, char** argv) {
     else
       return usage();
   }
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // a killed corrald's QEMUs come to us, to be reaped
-  corral::bench::startSignalThread("metrics_bench", [] { Janitor::get().cleanup(); });
-  auto made = corral::bench::makeTempDir(tmp, "crmb");
+  auto made = corral::bench::beginDaemonBench("metrics_bench", tmp, "crmb");
   if (!made.ok()) {
     std::fprintf(stderr, "metrics_bench: %s\n", made.error().message.c_str());
     return 1;
   }
-  Janitor::get().setRoot(*made);
-  const corral::bench::LoadAvg load = corral::bench::loadAvg();
-  std::printf("metrics_bench: %u cores, loadavg %.2f %.2f %.2f\n", std::thread::hardware_concurrency(), load.l1,
-              load.l5, load.l15);
   int rc = 0;
   try {  // a malformed reply (nlohmann throws) still ends in the cleanup below
     if (auto r = run(paths, *made, o); !r.ok()) {

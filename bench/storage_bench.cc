@@ -569,24 +569,16 @@ int main(int argc, char** argv) {
   }
   if (!only.empty() && only != "clone" && only != "import" && only != "guest") return usage();
 
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // a killed corrald's QEMUs come to us, to be reaped
   // Signals end the run here too: corrald, every QEMU and qemu-img, the temp dir.
-  corral::bench::startSignalThread("storage_bench", [] { Janitor::get().cleanup(); });
-
-  int rc = 0;
-  std::vector<Row> rows;
-  auto made = corral::bench::makeTempDir(tmp, "crsb");
+  auto made = corral::bench::beginDaemonBench("storage_bench", tmp, "crsb");
   if (!made.ok()) {
     std::fprintf(stderr, "storage_bench: %s\n", made.error().message.c_str());
     return 1;
   }
   const fs::path root = *made;
-  Janitor::get().setRoot(root);
+  int rc = 0;
+  std::vector<Row> rows;
   {
-    const corral::bench::LoadAvg load = corral::bench::loadAvg();
-    std::printf("storage_bench: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", std::thread::hardware_concurrency(),
-                load.l1, load.l5, load.l15, root.c_str());
-    std::fflush(stdout);
     auto parts = [&]() -> Result<void> {
       std::optional<Images> im;
       if (only.empty() || only == "clone" || only == "guest") im = CORRAL_TRY(makeImages(root));
