@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -44,6 +45,14 @@ struct VmManager::Entry {
   uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
   // The interactive consoles; told when a machine comes and goes. Made with the entry.
   std::shared_ptr<ConsoleHub> console;
+};
+
+// The last machine seen for each VM (VmManager::liveTarget): what a metrics
+// scrape or a report uses while the VM's action lock is held. The transport is
+// held weakly: a machine that went is not kept alive by it.
+struct VmManager::StatsCache {
+  std::mutex mu;
+  std::map<std::string, LiveTarget> targets;
 };
 
 }  // namespace corral::core

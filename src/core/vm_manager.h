@@ -40,6 +40,7 @@
 
 namespace corral::qemu {
 class Machine;
+class QmpTransport;
 struct ExitInfo;
 }  // namespace corral::qemu
 
@@ -250,6 +251,14 @@ class VmManager {
   std::map<std::string, std::shared_ptr<Entry>> entries_;
 
   // What collectMetrics last learnt of each live machine (vm_stats.cc).
+  // A VM's live QEMU for metrics and reports (vm_stats.cc): from its entry when
+  // its action lock is free, else the one seen last; never waits on the lock.
+  struct LiveTarget {
+    std::weak_ptr<qemu::QmpTransport> qmp;
+    pid_t pid = 0;
+    uint64_t startTime = 0;
+  };
+  std::optional<LiveTarget> liveTarget(const std::string& name);
   struct StatsCache;
   static std::shared_ptr<StatsCache> newStatsCache();
   std::shared_ptr<StatsCache> statsCache_ = newStatsCache();

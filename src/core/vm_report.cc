@@ -1,13 +1,12 @@
 // VmManager::report: the "vms" section of a Guru Meditation Report. It must
-// answer while the daemon is wedged, so it never waits on a VM's action lock
-// (a VM busy in a long action says so) and asks each QMP a short question
+// answer while the daemon is wedged, so it finds each QEMU as the metrics do
+// (liveTarget: never waits on a VM's action lock) and asks it a short question
 // with a short deadline.
 #include <fmt/format.h>
 
 #include <chrono>
 
-#include "core/vm_entry.h"
-#include "qemu/monitor.h"
+#include "core/vm_manager.h"
 #include "qemu/qmp_transport.h"
 #include "util/proc.h"
 
@@ -34,23 +33,13 @@ nlohmann::json VmManager::report() {
       auto st = util::readProcStat(static_cast<pid_t>(*vm.pid));
       j["process"] = st.ok() ? nlohmann::json(std::string(1, st->state)) : nlohmann::json("gone");
     }
-    std::shared_ptr<Entry> e;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = entries_.find(vm.name); it != entries_.end()) e = it->second;
-    }
-    std::unique_lock<std::mutex> lock;
-    if (e) lock = std::unique_lock(e->mu, std::try_to_lock);
-    if (!e) {
-      j["qmp"] = "no machine";
-    } else if (!lock.owns_lock()) {
-      j["qmp"] = "not asked: an action on this VM holds it";
-    } else if (!e->machine) {
+    auto target = liveTarget(vm.name);
+    auto qmp = target ? target->qmp.lock() : nullptr;
+    if (!qmp) {
       j["qmp"] = "no machine";
     } else {
       auto started = std::chrono::steady_clock::now();
-      auto status =
-          e->machine->monitor().transport().executeSync("query-status", nlohmann::json::object(), kQmpProbeTimeout);
+      auto status = qmp->executeSync("query-status", nlohmann::json::object(), kQmpProbeTimeout);
       std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - started;
       if (status.ok())
         j["qmp"] = nlohmann::json{{"ok", true}, {"status", status->value("status", "?")}, {"ms", ms.count()}};

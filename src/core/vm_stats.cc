@@ -29,19 +29,32 @@ namespace corral::core {
 namespace m = util::metrics;
 using Json = nlohmann::json;
 
-// The last machine seen for each VM: what a scrape uses when the VM's action
-// lock is held (the transport is held weakly: a machine that went is not kept).
-struct VmManager::StatsCache {
-  struct Target {
-    std::weak_ptr<qemu::QmpTransport> qmp;
-    pid_t pid = 0;
-    uint64_t startTime = 0;
-  };
-  std::mutex mu;
-  std::map<std::string, Target> targets;
-};
-
 std::shared_ptr<VmManager::StatsCache> VmManager::newStatsCache() { return std::make_shared<StatsCache>(); }
+
+std::optional<VmManager::LiveTarget> VmManager::liveTarget(const std::string& name) {
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(name);
+    if (it != entries_.end()) e = it->second;
+  }
+  if (!e) return std::nullopt;
+  std::optional<LiveTarget> target;
+  std::unique_lock lock(e->mu, std::try_to_lock);
+  std::lock_guard cacheLock(statsCache_->mu);
+  if (!lock.owns_lock()) {
+    if (auto it = statsCache_->targets.find(name); it != statsCache_->targets.end()) target = it->second;
+    return target;
+  }
+  if (e->machine && e->machine->alive())
+    target =
+        LiveTarget{e->machine->monitor().transport().shared_from_this(), e->machine->pid(), e->machine->startTime()};
+  if (target)
+    statsCache_->targets[name] = *target;
+  else
+    statsCache_->targets.erase(name);
+  return target;
+}
 
 namespace {
 
@@ -98,7 +111,7 @@ void VmManager::collectMetrics(m::Emitter& out, std::chrono::milliseconds qmpTim
   auto vms = store_.listVms();
   if (!vms.ok()) return;  // the store's own trouble shows elsewhere; no half-true series
   double committedBytes = 0;
-  std::vector<std::pair<std::string, StatsCache::Target>> live;
+  std::vector<std::pair<std::string, LiveTarget>> live;
   for (const auto& vm : *vms) {
     auto current = parseVmState(vm.state);
     for (VmState s : kAllVmStates)
@@ -106,32 +119,7 @@ void VmManager::collectMetrics(m::Emitter& out, std::chrono::milliseconds qmpTim
     memory.samples.push_back({"", {{"vm", vm.name}}, double(vm.memoryMib) * kMiB});
     if (current && hasProcess(*current)) committedBytes += double(vm.memoryMib) * kMiB;
 
-    // The live machine, if any: from the entry when its lock is free, else
-    // what an earlier scrape saw.
-    std::shared_ptr<Entry> e;
-    {
-      std::lock_guard lock(mu_);
-      auto it = entries_.find(vm.name);
-      if (it != entries_.end()) e = it->second;
-    }
-    std::optional<StatsCache::Target> target;
-    if (e) {
-      std::unique_lock lock(e->mu, std::try_to_lock);
-      if (lock.owns_lock()) {
-        if (e->machine && e->machine->alive()) {
-          target = StatsCache::Target{e->machine->monitor().transport().shared_from_this(), e->machine->pid(),
-                                      e->machine->startTime()};
-        }
-        std::lock_guard cacheLock(statsCache_->mu);
-        if (target)
-          statsCache_->targets[vm.name] = *target;
-        else
-          statsCache_->targets.erase(vm.name);
-      } else {
-        std::lock_guard cacheLock(statsCache_->mu);
-        if (auto it = statsCache_->targets.find(vm.name); it != statsCache_->targets.end()) target = it->second;
-      }
-    }
+    auto target = liveTarget(vm.name);
     if (target && util::processAlive(target->pid, target->startTime)) live.emplace_back(vm.name, *target);
   }
   committed.samples.push_back({"", {}, committedBytes});

@@ -31,6 +31,7 @@
 #include "core/vm_state.h"
 #include "daemon/config.h"
 #include "daemon/diagnostics.h"
+#include "daemon/metrics.h"
 #include "daemon/node.h"
 #include "host/state_dir.h"
 #include "host/host_info.h"
@@ -162,7 +163,7 @@ int run(const Config& cfg) {
 
     // GET /metrics: the API's own counters (opts.metrics) and collectors of
     // VMs, node, process, operations and QMP latency.
-    api::DaemonMetrics daemonMetrics(metrics, vms, ops);
+    DaemonMetrics daemonMetrics(metrics, vms, ops);
     opts.metrics = &metrics;
 
     api::Router router;
