@@ -65,7 +65,18 @@ Result<void> Daemon::startOnce() {
   if (daemon_) killAndReap(*daemon_);
   std::vector<std::string> args{"--state-dir", state_.string(), "--accel", "tcg", "--log-level", "info"};
   args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
-  daemon_ = corraldCommand(paths_.bin, args, logPath());
+  if (netns_.empty()) {
+    daemon_ = corraldCommand(paths_.bin, args, logPath());
+  } else {
+    // corraldCommand's settings, with `ip netns exec NS` in front.
+    daemon_ = std::make_unique<util::Command>("ip");
+    daemon_->args({"netns", "exec", netns_, (paths_.bin / "corrald").string()})
+        .args(args)
+        .keepEnv({"PATH"})
+        .stdoutToFile(logPath(), true)
+        .stderrToStdout()
+        .preExec(dieWithUs);
+  }
   if (auto r = daemon_->start(); !r.ok()) return r.error().context("start corrald");
   Janitor::get().setDaemon(daemon_->pid());
   const ApiClient client = ApiClient::unixSocket(socket());

@@ -27,6 +27,10 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
+  // Runs corrald inside the network namespace `name` (`ip netns exec NAME`,
+  // which execs it in place: the pid stays corrald's). Call before start().
+  void setNetns(std::string name) { netns_ = std::move(name); }
+
   Result<void> start();
 
   // `corral --socket S ARGS...`; its stdout.
@@ -55,6 +59,7 @@ class Daemon {
   fs::path root_, state_;
   std::string keepLog_;
   std::vector<std::string> extraArgs_;
+  std::string netns_;  // "": this process's namespace
   std::unique_ptr<util::Command> daemon_;
   nlohmann::json node_;
 };

@@ -146,7 +146,8 @@ Result<core::DiskRequest> parseDiskRequest(const json& body, std::string_view fi
 
 Result<core::CreateVmRequest> parseCreateVm(const json& body) {
   CORRAL_TRY(onlyKeys(body, {"name", "image", "memory", "vcpus", "on_crash", "start", "owner", "administrator",
-                             "contact", "description", "disks", "encrypt", "full_clone", "cdrom", "pool"}));
+                             "contact", "description", "disks", "encrypt", "full_clone", "cdrom", "pool", "nics",
+                             "no_network"}));
   core::CreateVmRequest req;
   req.name = CORRAL_TRY(stringField(body, "name", true));
   req.image = CORRAL_TRY(stringField(body, "image", true));
@@ -168,7 +169,120 @@ Result<core::CreateVmRequest> parseCreateVm(const json& body) {
   req.fullClone = CORRAL_TRY(boolField(body, "full_clone"));
   req.cdrom = CORRAL_TRY(stringField(body, "cdrom", false));
   req.pool = CORRAL_TRY(stringField(body, "pool", false));
+  if (auto it = body.find("nics"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return Error::invalidInput("nics", it->dump(), "must be a list of NICs");
+    for (size_t i = 0; i < it->size(); ++i)
+      req.nics.push_back(CORRAL_TRY(parseNicRequest((*it)[i], fmt::format("nics[{}]", i))));
+  }
+  req.noNetwork = CORRAL_TRY(boolField(body, "no_network"));
+  if (req.noNetwork && !req.nics.empty())
+    return Error::invalidInput("no_network", "true", "contradicts the NICs given in nics");
   return req;
+}
+
+namespace {
+
+// A list of strings (or absent: empty); errors name field.
+Result<std::vector<std::string>> stringList(const json& body, const char* key, std::string_view field) {
+  std::vector<std::string> out;
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return out;
+  if (!it->is_array()) return Error::invalidInput(std::string(field), it->dump(), "must be a list of strings");
+  for (const auto& v : *it) {
+    if (!v.is_string()) return Error::invalidInput(std::string(field), v.dump(), "must be a list of strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::string> commaList(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<core::NicRequest> parseNicRequest(const json& body, std::string_view prefix) {
+  std::string p = prefix.empty() ? "" : std::string(prefix) + ".";
+  if (!body.is_object()) return Error::invalidInput(std::string(prefix.empty() ? "body" : prefix), body.dump(),
+                                                    "must be an object");
+  for (const auto& [k, v] : body.items()) {
+    static const std::vector<std::string> keys = {"network", "model", "mac", "ip", "hostname", "forwards"};
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) return Error::invalidInput(p + k, v.dump(), "unknown field");
+  }
+  core::NicRequest r;
+  auto field = [&](const char* key) -> Result<std::string> {
+    auto v = stringField(body, key, false);
+    if (!v.ok()) return Error::invalidInput(p + key, v.error().value, "must be a string");
+    return v;
+  };
+  r.network = CORRAL_TRY(field("network"));
+  r.model = CORRAL_TRY(field("model"));
+  r.mac = CORRAL_TRY(field("mac"));
+  r.ip = CORRAL_TRY(field("ip"));
+  r.hostname = CORRAL_TRY(field("hostname"));
+  r.forwards = CORRAL_TRY(stringList(body, "forwards", p + "forwards"));
+  return r;
+}
+
+Result<core::NetworkRequest> parseNetworkRequest(const json& body) {
+  CORRAL_TRY(onlyKeys(body, {"name", "mode", "bridge", "subnet", "gateway", "pool_start", "pool_end", "dns", "domain",
+                             "forward_bind", "description"}));
+  core::NetworkRequest r;
+  r.name = CORRAL_TRY(stringField(body, "name", true));
+  r.mode = CORRAL_TRY(stringField(body, "mode", false));
+  r.bridge = CORRAL_TRY(stringField(body, "bridge", false));
+  r.subnet = CORRAL_TRY(stringField(body, "subnet", false));
+  r.gateway = CORRAL_TRY(stringField(body, "gateway", false));
+  r.poolStart = CORRAL_TRY(stringField(body, "pool_start", false));
+  r.poolEnd = CORRAL_TRY(stringField(body, "pool_end", false));
+  r.dns = CORRAL_TRY(stringList(body, "dns", "dns"));
+  r.domain = CORRAL_TRY(stringField(body, "domain", false));
+  r.forwardBind = CORRAL_TRY(stringField(body, "forward_bind", false));
+  r.description = CORRAL_TRY(stringField(body, "description", false));
+  return r;
+}
+
+json toJson(const store::NetworkRecord& n) {
+  json j = {{"name", n.name},   {"mode", n.mode},   {"description", n.description}, {"created_at", n.createdAt}};
+  if (n.mode == "user") {
+    j["forward_bind"] = n.forwardBind;
+  } else {
+    j["bridge"] = n.bridge;
+    j["subnet"] = n.subnet;
+    j["gateway"] = n.gateway;
+    j["pool_start"] = n.poolStart;
+    j["pool_end"] = n.poolEnd;
+    j["dns"] = commaList(n.dns);
+    j["domain"] = n.domain;
+  }
+  return j;
+}
+
+json toJson(const store::NicRecord& n) {
+  json j = {{"name", n.name}, {"vm", n.vm},   {"network", n.network}, {"model", n.model},
+            {"mac", n.mac},   {"ip", n.ip},   {"hostname", n.hostname}, {"created_at", n.createdAt}};
+  j["forwards"] = commaList(n.forwards);
+  return j;
+}
+
+json toJson(const core::NetworkInfo& info) {
+  json j = toJson(info.network);
+  if (info.network.mode != "user") {
+    j["pool_size"] = info.poolSize;
+    j["pool_used"] = info.poolUsed;
+  }
+  json nics = json::array();
+  for (const auto& n : info.nics) nics.push_back(toJson(n));
+  j["nics"] = nics;
+  return j;
 }
 
 Result<core::ModifyVmRequest> parseModifyVm(const json& body) {

@@ -39,7 +39,14 @@ nlohmann::json toJson(const store::DiskRecord& disk);
 // A VM with its disks (GET /vms/{name}); lists leave the disks out.
 nlohmann::json toJson(const store::VmRecord& vm, const std::vector<store::DiskRecord>& disks);
 
+nlohmann::json toJson(const store::NetworkRecord& net);
+nlohmann::json toJson(const store::NicRecord& nic);
+nlohmann::json toJson(const core::NetworkInfo& info);  // GET /networks/{name}
+
 Result<core::CreateVmRequest> parseCreateVm(const nlohmann::json& body);
+Result<core::NetworkRequest> parseNetworkRequest(const nlohmann::json& body);
+// {"network", "model", "mac", "ip", "hostname", "forwards": ["tcp:2222:22"]}; errors name prefix.key.
+Result<core::NicRequest> parseNicRequest(const nlohmann::json& body, std::string_view prefix);
 Result<core::StopOptions> parseStop(const nlohmann::json& body);
 Result<core::BootOptions> parseBoot(const nlohmann::json& body);  // {"cdrom": "iso"}
 Result<core::ImportImageRequest> parseImportImage(const nlohmann::json& body);

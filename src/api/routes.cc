@@ -11,6 +11,7 @@
 #include "api/route_util.h"
 #include "api/routes_identity.h"
 #include "api/routes_ops.h"
+#include "api/routes_network.h"
 #include "api/routes_storage.h"
 
 namespace corral::api {
@@ -223,6 +224,7 @@ void addAllRoutes(Router& router, const Services& s) {
                return Response::json(200, verify());
              }));
   addStorageRoutes(router, s.vms, s.images);
+  addNetworkRoutes(router, s.vms);
   addIdentityRoutes(router, s.identity);
   addConsoleRoutes(router, s.vms, s.consoleTokens, s.identity, s.console);
   addDiagRoutes(router, s.report);

@@ -79,6 +79,16 @@ json toJson(const store::TokenRecord& t) {
           {"revoked_at", nullIfEmpty(t.revokedAt)}};
 }
 
+// The key's type is its line's first word (the store keeps the canonical line).
+json toJson(const store::SshKeyRecord& k) {
+  return {{"id", k.id},
+          {"name", k.name},
+          {"type", k.key.substr(0, k.key.find(' '))},
+          {"fingerprint", k.fingerprint},
+          {"key", k.key},
+          {"created_at", k.createdAt}};
+}
+
 template <class T>
 Response renderList(const char* key, const Result<std::vector<T>>& r) {
   if (!r.ok()) return Response::error(r.error());
@@ -201,12 +211,26 @@ Result<core::TokenFilter> parseTokenFilter(const Request& req) {
   return f;
 }
 
-Result<int64_t> parseTokenId(const std::string& s) {
+Result<int64_t> parseId(const std::string& s, std::string_view what) {
   int64_t id = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
   if (ec != std::errc() || end != s.data() + s.size() || id < 1)
-    return Error::invalidInput("id", s, "must be a token id (a positive integer)");
+    return Error::invalidInput("id", s, fmt::format("must be {} id (a positive integer)", what));
   return id;
+}
+
+Result<int64_t> parseTokenId(const std::string& s) { return parseId(s, "a token"); }
+
+struct SshKeyBody {
+  std::string key, name;
+};
+
+Result<SshKeyBody> parseSshKey(const json& b) {
+  CORRAL_TRY(onlyKeys(b, {"key", "name"}));
+  SshKeyBody out;
+  out.key = CORRAL_TRY(reqString(b, "key"));
+  out.name = CORRAL_TRY(optString(b, "name")).value_or("");
+  return out;
 }
 
 }  // namespace
@@ -271,6 +295,26 @@ void addIdentityRoutes(Router& router, core::Identity& id) {
                return withBody(req, parsePassword, [&](const PasswordBody& b) {
                  return noContentOr(id.setPassword(p, req.params.at("login"), b.password, b.current));
                });
+             }));
+
+  // ---- a user's SSH public keys
+  router.add("GET", "/api/v1/users/{login}/keys", authed([&id](const Request& req, const core::Principal& p) {
+               return renderList("keys", id.sshKeys(p, req.params.at("login")));
+             }));
+  router.add("POST", "/api/v1/users/{login}/keys", authed([&id](const Request& req, const core::Principal& p) {
+               return withBody(req, parseSshKey, [&](const SshKeyBody& b) {
+                 const std::string& login = req.params.at("login");
+                 auto r = id.addSshKey(p, login, b.key, b.name);
+                 if (!r.ok()) return Response::error(r.error());
+                 Response resp = Response::json(201, toJson(*r));
+                 resp.headers["Location"] = fmt::format("/api/v1/users/{}/keys/{}", login, r->id);
+                 return resp;
+               });
+             }));
+  router.add("DELETE", "/api/v1/users/{login}/keys/{id}", authed([&id](const Request& req, const core::Principal& p) {
+               auto keyId = parseId(req.params.at("id"), "an SSH key");
+               if (!keyId.ok()) return Response::error(keyId.error());
+               return noContentOr(id.removeSshKey(p, req.params.at("login"), *keyId));
              }));
 
   // ---- groups and members

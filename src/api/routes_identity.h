@@ -1,7 +1,7 @@
-// The identity routes: login/logout/whoami, users, groups, memberships and API
-// tokens (docs/api.yaml). Handlers parse JSON (refusing unknown fields and wrong
-// types by name), hand values to core::Identity and render the result; the
-// access rules are Identity's. No response ever carries a password hash, a
+// The identity routes: login/logout/whoami, users, users' SSH keys, groups,
+// memberships and API tokens (docs/api.yaml). Handlers parse JSON (refusing
+// unknown fields and wrong types by name), hand values to core::Identity and
+// render the result; the access rules are Identity's. No response ever carries a password hash, a
 // token hash or a session id other than the Set-Cookie of a login.
 #pragma once
 

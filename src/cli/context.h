@@ -98,6 +98,8 @@ int waitOperation(const Context &ctx, const std::string &id,
 // Registers the nouns; each lives in commands/<noun>.cc.
 void addImageCommands(CLI::App &app, Context &ctx);
 void addDiskCommands(CLI::App &app, Context &ctx);
+void addNetworkCommands(CLI::App &app, Context &ctx);
+void addNicCommands(CLI::App &vm, Context &ctx);  // `vm nic ...`
 void addVmCommands(CLI::App &app, Context &ctx);
 void addNodeCommands(CLI::App &app, Context &ctx);
 void addRemoteCommands(CLI::App &app, Context &ctx);

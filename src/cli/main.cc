@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
   addImageCommands(app, ctx);
   addVmCommands(app, ctx);
   addDiskCommands(app, ctx);
+  addNetworkCommands(app, ctx);
   addNodeCommands(app, ctx);
   addRemoteCommands(app, ctx);
   addUserCommands(app, ctx);

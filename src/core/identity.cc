@@ -13,6 +13,7 @@
 
 #include "util/crypto.h"
 #include "util/names.h"
+#include "util/ssh_key.h"
 
 namespace corral::core {
 
@@ -24,6 +25,7 @@ constexpr size_t kMinPassword = 8;
 constexpr size_t kMaxPasswordBytes = 1024;  // bounds what one login makes argon2 chew
 constexpr size_t kMaxDisplayName = 100;
 constexpr size_t kMaxTokenName = 64;
+constexpr size_t kMaxSshKeyName = 64;
 constexpr size_t kMaxGroupDescription = 200;
 constexpr size_t kMaxTokenCache = 4096;
 constexpr int64_t kMaxTokenDays = 3650;
@@ -581,6 +583,58 @@ Result<void> Identity::revokeToken(const Principal& caller, int64_t id) {
   ++cacheGeneration_;
   std::erase_if(tokenCache_, [id](const auto& kv) { return kv.second.principal.tokenId == id; });
   return ok();
+}
+
+// ---------------------------------------------------------------- SSH keys
+
+Result<store::SshKeyRecord> Identity::addSshKey(const Principal& who, const std::string& login,
+                                                const std::string& line, const std::string& name) {
+  CORRAL_TRY(visibleUser(who, login));
+  util::SshPublicKey key = CORRAL_TRY(util::parseSshPublicKey(line));
+  // The comment is printable ASCII (parseSshPublicKey), so cutting bytes cuts characters.
+  std::string label = name.empty() ? key.comment.substr(0, kMaxSshKeyName) : name;
+  CORRAL_TRY(validateText("name", label, kMaxSshKeyName));
+  store::SshKeyRecord rec;
+  rec.login = login;
+  rec.name = label;
+  rec.key = key.line();
+  rec.fingerprint = key.fingerprint;
+  rec.createdAt = nowRfc3339();
+  return store_.insertSshKey(rec);
+}
+
+Result<std::vector<store::SshKeyRecord>> Identity::sshKeys(const Principal& who, const std::string& login) {
+  CORRAL_TRY(visibleUser(who, login));
+  return store_.listSshKeys(login);
+}
+
+Result<void> Identity::removeSshKey(const Principal& who, const std::string& login, int64_t id) {
+  CORRAL_TRY(visibleUser(who, login));
+  return store_.deleteSshKey(login, id);
+}
+
+Result<std::vector<std::string>> Identity::authorizedKeysFor(const std::string& ownerKind, const std::string& owner) {
+  std::vector<std::string> logins;
+  if (ownerKind == "user") {
+    logins.push_back(owner);
+  } else if (ownerKind == "group") {
+    auto group = CORRAL_TRY(store_.findGroup(owner));
+    if (!group) return noGroup(owner);
+    logins = group->members;
+  } else {
+    return Error::invalidInput("owner_kind", ownerKind, "must be user or group");
+  }
+  std::vector<std::string> lines;
+  std::vector<std::string> seen;  // fingerprints: one key shared by two members is authorized once
+  for (const auto& login : logins) {
+    auto keys = CORRAL_TRY(store_.listSshKeys(login));
+    for (auto& k : keys) {
+      if (std::find(seen.begin(), seen.end(), k.fingerprint) != seen.end()) continue;
+      seen.push_back(k.fingerprint);
+      lines.push_back(std::move(k.key));
+    }
+  }
+  return lines;
 }
 
 void Identity::dropTokenCache() {

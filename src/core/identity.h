@@ -154,6 +154,24 @@ class Identity {
   // Revoking a revoked token is fine.
   Result<void> revokeToken(const Principal& caller, int64_t id);
 
+  // --- SSH public keys (util/ssh_key.h), handed to VMs through their cloud-init
+  // seed. A user manages their own, an admin anyone's; another user's are
+  // NotFound, as if the user did not exist. addSshKey: line is one OpenSSH public
+  // key line (stored canonically, InvalidInput field "key" when refused); name
+  // "" takes the key's comment (cut to 64 characters); AlreadyExists (field
+  // "key") when the user has that key already. removeSshKey: NotFound when the
+  // user has no key with that id.
+  Result<store::SshKeyRecord> addSshKey(const Principal& who, const std::string& login, const std::string& line,
+                                        const std::string& name);
+  Result<std::vector<store::SshKeyRecord>> sshKeys(const Principal& who, const std::string& login);
+  Result<void> removeSshKey(const Principal& who, const std::string& login, int64_t id);
+  // For core/ itself (no caller to check): the key lines to authorize in a VM
+  // of that owner. ownerKind "user": the user's keys ("root" and a user without
+  // keys have none); "group": the keys of every member, in member order, each
+  // key (by fingerprint) once. NotFound for an unknown group; InvalidInput for
+  // another ownerKind.
+  Result<std::vector<std::string>> authorizedKeysFor(const std::string& ownerKind, const std::string& owner);
+
  private:
   struct CachedToken {
     Principal principal;

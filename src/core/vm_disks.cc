@@ -16,16 +16,10 @@ namespace {
 
 constexpr size_t kMaxDisks = 16;
 
-Error needsStopped(const store::VmRecord& vm, std::string_view what) {
-  return Error::failedPrecondition(fmt::format("{} needs VM {} stopped; it is {}", what, vm.name, vm.state));
-}
-
 bool hasGuest(const store::VmRecord& vm) {
   auto s = parseVmState(vm.state).value_or(VmState::Stopped);
   return s == VmState::Running || s == VmState::Paused;
 }
-
-bool isStopped(const store::VmRecord& vm) { return parseVmState(vm.state).value_or(VmState::Stopped) == VmState::Stopped; }
 
 }  // namespace
 

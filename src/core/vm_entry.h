@@ -9,7 +9,10 @@
 #include <mutex>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "core/vm_manager.h"
+#include "core/vm_state.h"
 #include "qemu/machine.h"
 
 namespace corral::core {
@@ -46,6 +49,14 @@ struct VmManager::Entry {
   // The interactive consoles; told when a machine comes and goes. Made with the entry.
   std::shared_ptr<ConsoleHub> console;
 };
+
+// Actions that change a VM's hardware (disks, NICs) need it stopped.
+inline bool isStopped(const store::VmRecord& vm) {
+  return parseVmState(vm.state).value_or(VmState::Stopped) == VmState::Stopped;
+}
+inline Error needsStopped(const store::VmRecord& vm, std::string_view what) {
+  return Error::failedPrecondition(fmt::format("{} needs VM {} stopped; it is {}", what, vm.name, vm.state));
+}
 
 // The last machine seen for each VM (VmManager::liveTarget): what a metrics
 // scrape or a report uses while the VM's action lock is held. The transport is

@@ -4,6 +4,7 @@
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
 #include <filesystem>
+#include <set>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -47,6 +48,7 @@ VmManager::VmManager(boost::asio::io_context& io, store::Store& store, const hos
       dir_(dir),
       storage_(store, dir, cfg.storage),
       cfg_(std::move(cfg)),
+      networks_(store, dir, cfg_.network),
       quota_(cfg_.quotaDefaults),
       events_(events) {}
 
@@ -191,6 +193,7 @@ Result<store::VmRecord> VmManager::create(const Principal& who, const CreateVmRe
     entries_.erase(vm.name);
   });
   CORRAL_TRY(createDisks(created, plan, rb));
+  CORRAL_TRY(createNics(created, req, rb));
   spdlog::info("vm={} created image={} memory={}MiB vcpus={} disks={} ({} GiB) owner={}:{} by={}", vm.name, vm.image,
                vm.memoryMib, vm.vcpus, plan.size(), vm.diskGib, vm.ownerKind, vm.owner, who.login);
   if (!req.start) {
@@ -260,6 +263,12 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
     return specOr.error();
   }
   qemu::VmSpec spec = std::move(specOr).take();
+  // The taps stay open here until QEMU has them (launch returned).
+  auto prepared = prepareNetwork(vm, spec);
+  if (!prepared.ok()) {
+    Storage::removeSecretFiles(runDir);
+    return prepared.error().context(fmt::format("start {}", vm.name));
+  }
   // corral.metadata/v1 as of this launch: into the guest as SMBIOS OEM strings,
   // and into the runtime record below.
   auto disks = store_.listDisks(vm.id);
@@ -466,7 +475,14 @@ Result<void> VmManager::remove(const Principal& who, const std::string& name) {
       if (auto r = storage_.removeDisk(d); !r.ok()) return r.error().context(fmt::format("delete VM {}", name));
     }
     dropMachine(*e, name, RuntimeFiles::Remove);
+    auto nics = CORRAL_TRY(store_.listNics(vm.id));
     CORRAL_TRY(store_.deleteVm(name));
+    // Its NICs went with the row: their addresses and hostnames are free, and
+    // dnsmasq forgets them.
+    networks_.forget(nics);
+    std::error_code ec;
+    fs::remove(seedPath(vm), ec);
+    fs::remove(seedPath(vm).string() + ".digest", ec);
     publish("vm.deleted", vm);
   }
   std::lock_guard lock(mu_);
@@ -622,6 +638,8 @@ void VmManager::dropMachine(Entry& e, const std::string& name, RuntimeFiles file
   e.machine.reset();
   e.watch.reset();
   ++e.generation;
+  // Taps die with their QEMU; one that did not (or a hook's leftovers) goes now.
+  if (auto vm = record(name); vm.ok()) networks_.removeTaps(vm->id);
   auto runDir = dir_.vmRuntimeDir(name);
   if (!runDir.ok()) return;
   std::error_code ec;
@@ -745,6 +763,14 @@ Result<void> VmManager::reconcile() {
     info.detail = "QEMU died while corrald was not watching";
     handleExit(*e, vm.name, info);
   }
+  // Taps of guests that died while corrald was away (or of VMs since deleted).
+  std::set<int64_t> live;
+  for (const auto& vm : vms) {
+    auto e = entry(vm.name);
+    std::lock_guard lock(e->mu);
+    if (e->machine) live.insert(vm.id);
+  }
+  networks_.removeStaleTaps(live);
   return ok();
 }
 

@@ -30,6 +30,7 @@
 
 #include "core/console_hub.h"
 #include "core/events.h"
+#include "core/networks.h"
 #include "core/principal.h"
 #include "core/quota.h"
 #include "core/storage.h"
@@ -63,6 +64,7 @@ struct ManagerConfig {
   std::chrono::seconds restartWindow{60};
   QuotaLimits quotaDefaults;
   StorageConfig storage;
+  NetworkConfig network;
 };
 
 struct CreateVmRequest {
@@ -84,6 +86,10 @@ struct CreateVmRequest {
   bool fullClone = false;  // a full copy of a disk image instead of an overlay
   std::string cdrom;       // an iso image for the CD drive
   std::string pool;        // the disks' pool ("": the default)
+  // Networking. No NIC asked for: one on the default network (when it exists)
+  // unless noNetwork.
+  std::vector<NicRequest> nics;
+  bool noNetwork = false;
 };
 
 // start / reboot: with cdrom, that CD goes into the drive and this boot is from it.
@@ -124,6 +130,7 @@ class VmManager {
   // At daemon start, before anything else: opens the storage pools and the key store.
   Result<void> openStorage() { return storage_.open(); }
   Storage& storage() { return storage_; }
+  Networks& networks() { return networks_; }
 
   // At daemon start: reattach live guests; mark guests recorded running but dead
   // as crashed and apply their on_crash policy.
@@ -182,6 +189,12 @@ class VmManager {
   Result<store::VmRecord> insertCdrom(const Principal& who, const std::string& vm, const std::string& image);
   Result<store::VmRecord> ejectCdrom(const Principal& who, const std::string& vm);
 
+  // NICs (vm_nics.cc). Add and remove need the VM stopped; an address and
+  // hostname on a nat or bridged network are the NIC's until it goes.
+  Result<std::vector<store::NicRecord>> nics(const Principal& who, const std::string& vm);
+  Result<store::NicRecord> addNic(const Principal& who, const std::string& vm, const NicRequest& req);
+  Result<void> removeNic(const Principal& who, const std::string& vm, const std::string& nic);
+
   const ManagerConfig& config() const { return cfg_; }
 
   // Every VM for a Guru Meditation Report (vm_report.cc): its recorded state and
@@ -230,6 +243,15 @@ class VmManager {
   auto onStoppedVmDisk(const Principal& who, const std::string& vm, const std::string& disk,
                        std::string_view stoppedFor, F f) -> decltype(f(store::VmRecord{}, store::DiskRecord{}));
   Result<store::VmRecord> coldBoot(Entry& e, store::VmRecord vm);
+  // The NICs of a new VM (vm_nics.cc); rb detaches them again.
+  Result<void> createNics(const store::VmRecord& vm, const CreateVmRequest& req, util::Rollback& rb);
+  // The cloud-init NoCloud seed CD of a VM as of now (vm_nics.cc): rewritten
+  // only when its content changed; its path.
+  Result<std::string> writeSeed(const store::VmRecord& vm, const std::vector<store::NicRecord>& nics);
+  std::filesystem::path seedPath(const store::VmRecord& vm) const;
+  // For a start: the VM's NICs made ready (taps open) and put in spec, with its
+  // seed CD. The fds in the result must outlive the launch.
+  Result<std::vector<PreparedNic>> prepareNetwork(const store::VmRecord& vm, qemu::VmSpec& spec);
   void onExit(const std::string& name, uint64_t generation, const qemu::ExitInfo& info);
   void onEvent(const std::string& name, uint64_t generation, const std::string& event);
   void handleExit(Entry& e, const std::string& name, const qemu::ExitInfo& info);
@@ -243,6 +265,7 @@ class VmManager {
   const host::StateDir& dir_;
   Storage storage_;
   ManagerConfig cfg_;
+  Networks networks_;
   QuotaPolicy quota_;
   EventBus* events_;
   boost::asio::thread_pool workers_{2};

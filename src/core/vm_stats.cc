@@ -6,10 +6,10 @@
 // each command with the scrape's timeout: a wedged guest costs the scrape that
 // timeout once and shows as corral_vm_qmp_up 0, never more.
 //
-// Network I/O is not here: the guests' NICs are QEMU user-mode netdevs, and
-// QMP has no byte or packet counters for a netdev (query-rx-filter and
-// "info network" carry none). Tap-backed NICs (the networking issue) will be
-// read from /sys/class/net/<tap>/statistics instead.
+// Network I/O: a NIC on a tap (nat and bridged networks) is counted from the
+// tap's kernel counters (host/net linkStats, netlink), turned round to the
+// guest's view (what the tap receives, the guest transmitted). User-mode NICs
+// have none: QMP has no byte or packet counters for a netdev.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -108,8 +108,39 @@ void VmManager::collectMetrics(m::Emitter& out, std::chrono::milliseconds qmpTim
   auto& committed = out.family("corral_node_committed_guest_memory_bytes", m::Type::Gauge,
                                "Configured memory of the VMs that have a QEMU process on this node.");
 
+  struct NicFamily {
+    m::FamilySnapshot& family;
+    uint64_t host::net::LinkStats::*field;
+  };
+  const std::vector<NicFamily> nicFamilies = {
+      {out.family("corral_vm_nic_transmit_bytes_total", m::Type::Counter, "Bytes the guest sent per tap NIC."),
+       &host::net::LinkStats::rxBytes},
+      {out.family("corral_vm_nic_receive_bytes_total", m::Type::Counter, "Bytes the guest received per tap NIC."),
+       &host::net::LinkStats::txBytes},
+      {out.family("corral_vm_nic_transmit_packets_total", m::Type::Counter, "Packets the guest sent per tap NIC."),
+       &host::net::LinkStats::rxPackets},
+      {out.family("corral_vm_nic_receive_packets_total", m::Type::Counter, "Packets the guest received per tap NIC."),
+       &host::net::LinkStats::txPackets},
+      {out.family("corral_vm_nic_receive_drops_total", m::Type::Counter,
+                  "Packets for the guest dropped on the host per tap NIC."),
+       &host::net::LinkStats::txDropped},
+      {out.family("corral_vm_nic_transmit_errors_total", m::Type::Counter,
+                  "Packets from the guest the host received in error per tap NIC."),
+       &host::net::LinkStats::rxErrors},
+  };
+
   auto vms = store_.listVms();
   if (!vms.ok()) return;  // the store's own trouble shows elsewhere; no half-true series
+  if (auto nics = store_.listAllNics(); nics.ok()) {
+    for (const auto& nic : *nics) {
+      if (nic.ip.empty()) continue;  // user-mode: no tap
+      auto stats = host::net::linkStats(Networks::tapName(nic.vmId, nic.name));
+      if (!stats.ok()) continue;  // not running: no tap
+      for (const auto& f : nicFamilies)
+        f.family.samples.push_back(
+            {"", {{"vm", nic.vm}, {"nic", nic.name}, {"network", nic.network}}, double((*stats).*(f.field))});
+    }
+  }
   double committedBytes = 0;
   std::vector<std::pair<std::string, LiveTarget>> live;
   for (const auto& vm : *vms) {

@@ -89,6 +89,9 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "default_pool") CORRAL_TRY(read(v, k, cfg.storage.defaultPool));
     else if (k == "qemu_img") CORRAL_TRY(read(v, k, cfg.storage.qemuImg));
     else if (k == "max_upload_bytes") CORRAL_TRY(read(v, k, cfg.maxUploadBytes));
+    else if (k == "network_hook") CORRAL_TRY(read(v, k, cfg.network.hookScript));
+    else if (k == "vhost_net") CORRAL_TRY(read(v, k, cfg.network.vhostNet));
+    else if (k == "default_network") CORRAL_TRY(read(v, k, cfg.network.defaultNetwork));
     else if (k == "console_token_ttl") CORRAL_TRY(read(v, k, cfg.consoleTokenTtlSeconds));
     else if (k == "console_history_bytes") CORRAL_TRY(read(v, k, cfg.consoleHistoryBytes));
     else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
@@ -129,6 +132,9 @@ nlohmann::json toJson(const Config& c) {
       {"default_pool", c.storage.defaultPool},
       {"qemu_img", c.storage.qemuImg},
       {"max_upload_bytes", c.maxUploadBytes},
+      {"network_hook", c.network.hookScript.empty() ? "-" : c.network.hookScript},
+      {"vhost_net", c.network.vhostNet},
+      {"default_network", c.network.defaultNetwork.empty() ? "-" : c.network.defaultNetwork},
       {"console_token_ttl", c.consoleTokenTtlSeconds},
       {"console_history_bytes", c.consoleHistoryBytes},
       {"console_token_key", "<state_dir>/keys/console.key"},

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/quota.h"
+#include "core/networks.h"
 #include "core/storage.h"
 #include "util/result.h"
 
@@ -56,6 +57,11 @@ struct Config {
   // viewer gets on attach.
   unsigned consoleTokenTtlSeconds = 300;
   size_t consoleHistoryBytes = 64 * 1024;
+
+  // Networking: the admin's hook script run per tap NIC at each start ("" none,
+  // an absolute path), whether virtio NICs use vhost-net when it works, and the
+  // network a new VM's NIC goes on when its create names none ("" none).
+  core::NetworkConfig network;
 
   // Guru Meditation Reports (SIGUSR1, `corral admin report`, every 500) kept
   // under <state>/reports/; older ones are deleted.

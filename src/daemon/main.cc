@@ -115,6 +115,7 @@ int run(const Config& cfg) {
   mc.defaultStopTimeout = std::chrono::seconds(cfg.stopTimeoutSeconds);
   mc.quotaDefaults = cfg.quotaDefaults;
   mc.storage = cfg.storage;
+  mc.network = cfg.network;
   opts.uploadDir = dir.uploadsDir().string();
   opts.maxUploadBytes = cfg.maxUploadBytes;
   // Uploads a previous corrald was receiving (or importing) when it stopped.
@@ -140,6 +141,8 @@ int run(const Config& cfg) {
     core::Operations ops(**store, cfg.operationThreads);
     core::Images images(**store, vms.storage(), ops);
     if (auto r = images.dropUnfinished(); !r.ok()) spdlog::error("images: {}", r.error().message);
+    // Bridges, dnsmasq and masquerade before any guest starts (reconcile may restart some).
+    if (auto r = vms.networks().bringUp(); !r.ok()) spdlog::error("networks: {}", r.error().describe());
     if (auto r = vms.reconcile(); !r.ok()) spdlog::error("reconcile: {}", r.error().message);
 
     auto consoleTokens = core::ConsoleTokens::open(
@@ -245,6 +248,11 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", cfg.tlsClientCa, "CA bundle to verify client certificates against");
   app.add_flag("--client-cert-login", cfg.clientCertLogin, "log in the user whose email a client certificate names");
   app.add_option("--trusted-proxy", cfg.trustedProxies, "address of a reverse proxy whose X-Remote-User is believed");
+  app.add_option("--network-hook", cfg.network.hookScript,
+                 "script run for each tap NIC at each start (env INSTANCE, MAC, MODE, INTERFACE, ...)");
+  app.add_flag("--vhost-net,!--no-vhost-net", cfg.network.vhostNet, "virtio NICs on taps use vhost-net when it works");
+  app.add_option("--default-network", cfg.network.defaultNetwork, "network of a new VM's NIC when none is named")
+      ->capture_default_str();
   app.add_option("--console-token-ttl", cfg.consoleTokenTtlSeconds, "seconds a console token stays valid")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -325,10 +325,15 @@ std::vector<std::string> buildCommandLine(const VmSpec& spec, const RuntimePaths
     add(argv, "-device", dev.str());
   }
 
-  // Network: user-mode only for now; forwards always name their host address.
+  // Network: a tap the caller opened (its fd passed down, vhost-net's too), or
+  // user-mode, whose forwards always name their host address.
   for (const Nic& nic : spec.nics) {
-    OptionString netdev("user");
+    OptionString netdev(nic.tapFd >= 0 ? "tap" : "user");
     netdev.set("id", nicNetdevId(nic));
+    if (nic.tapFd >= 0) {
+      netdev.set("fd", std::to_string(nic.tapFd));
+      if (nic.vhostFd >= 0) netdev.set("vhost", "on").set("vhostfd", std::to_string(nic.vhostFd));
+    }
     for (const PortForward& f : nic.forwards) {
       netdev.set("hostfwd", fmt::format("{}:{}:{}-:{}", f.proto, f.hostAddr, f.hostPort, f.guestPort));
     }

@@ -542,6 +542,10 @@ Result<std::unique_ptr<Machine>> Machine::launch(asio::io_context& io, LaunchCon
   cmd.stdoutToFile(qemuLog);
   cmd.stderrToStdout();
   cmd.daemonize(paths.pidfile);
+  for (const Nic& nic : cfg.spec.nics) {
+    if (nic.tapFd >= 0) cmd.passFd(nic.tapFd);
+    if (nic.vhostFd >= 0) cmd.passFd(nic.vhostFd);
+  }
   spdlog::info("vm={} launching: {}", cfg.spec.name, cmd.toString());
   auto ran = cmd.run();
   if (!ran.ok()) return fail(ran.error().message, std::nullopt, ran.error().code, /*started=*/false);

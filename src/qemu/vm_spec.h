@@ -62,12 +62,18 @@ struct PortForward {
   uint16_t guestPort = 0;
 };
 
-// A NIC on QEMU user-mode networking (tap-backed networks come later).
+// A NIC: on QEMU user-mode networking (forwards apply), or on a tap the caller
+// opened (tapFd >= 0) and, with vhostFd >= 0, served by vhost-net. The fds are
+// borrowed: they stay the caller's and must stay open until Machine::launch
+// returns; QEMU gets them under the same numbers and nothing else.
 struct Nic {
   std::string id;
   NicModel model = NicModel::VirtioNet;
   std::string mac;  // "52:54:00:xx:xx:xx"
   std::vector<PortForward> forwards;
+  int tapFd = -1;
+  int vhostFd = -1;
+  std::string tapName;  // the tap's interface name, for records and logs
 };
 
 enum class BootDevice { Disk, Cdrom, Network };

@@ -130,6 +130,69 @@ class PostgresStore final : public Store {
     return pg::deleteDisk(*lease, id);
   }
 
+  // ---- networks, NICs and SSH keys
+
+  // They live in postgres_network.cc.
+  Result<NetworkRecord> insertNetwork(const NetworkRecord& net) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::insertNetwork(*lease, net);
+  }
+
+  Result<std::optional<NetworkRecord>> findNetwork(const std::string& name) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::findNetwork(*lease, name);
+  }
+
+  Result<std::vector<NetworkRecord>> listNetworks() override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listNetworks(*lease);
+  }
+
+  Result<void> deleteNetwork(const std::string& name) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::deleteNetwork(*lease, name);
+  }
+
+  Result<NicRecord> insertNic(const NicRecord& nic) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::insertNic(*lease, nic);
+  }
+
+  Result<std::vector<NicRecord>> listNics(int64_t vmId) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listNics(*lease, vmId);
+  }
+
+  Result<std::vector<NicRecord>> listNetworkNics(const std::string& network) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listNetworkNics(*lease, network);
+  }
+
+  Result<std::vector<NicRecord>> listAllNics() override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listAllNics(*lease);
+  }
+
+  Result<void> deleteNic(int64_t id) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::deleteNic(*lease, id);
+  }
+
+  Result<SshKeyRecord> insertSshKey(const SshKeyRecord& key) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::insertSshKey(*lease, key);
+  }
+
+  Result<std::vector<SshKeyRecord>> listSshKeys(const std::string& login) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::listSshKeys(*lease, login);
+  }
+
+  Result<void> deleteSshKey(const std::string& login, int64_t id) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    return pg::deleteSshKey(*lease, login, id);
+  }
+
   // ---- VMs
 
   Result<VmRecord> insertVm(const VmRecord& vm, const QuotaCheck& check) override {

@@ -126,6 +126,69 @@ class SqliteStore final : public Store {
     return sqlite::deleteDisk(db_, id);
   }
 
+  // ---- networks, NICs and SSH keys
+
+  // They live in sqlite_network.cc.
+  Result<NetworkRecord> insertNetwork(const NetworkRecord& net) override {
+    std::lock_guard lock(mu_);
+    return sqlite::insertNetwork(db_, net);
+  }
+
+  Result<std::optional<NetworkRecord>> findNetwork(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    return sqlite::findNetwork(db_, name);
+  }
+
+  Result<std::vector<NetworkRecord>> listNetworks() override {
+    std::lock_guard lock(mu_);
+    return sqlite::listNetworks(db_);
+  }
+
+  Result<void> deleteNetwork(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    return sqlite::deleteNetwork(db_, name);
+  }
+
+  Result<NicRecord> insertNic(const NicRecord& nic) override {
+    std::lock_guard lock(mu_);
+    return sqlite::insertNic(db_, nic);
+  }
+
+  Result<std::vector<NicRecord>> listNics(int64_t vmId) override {
+    std::lock_guard lock(mu_);
+    return sqlite::listNics(db_, vmId);
+  }
+
+  Result<std::vector<NicRecord>> listNetworkNics(const std::string& network) override {
+    std::lock_guard lock(mu_);
+    return sqlite::listNetworkNics(db_, network);
+  }
+
+  Result<std::vector<NicRecord>> listAllNics() override {
+    std::lock_guard lock(mu_);
+    return sqlite::listAllNics(db_);
+  }
+
+  Result<void> deleteNic(int64_t id) override {
+    std::lock_guard lock(mu_);
+    return sqlite::deleteNic(db_, id);
+  }
+
+  Result<SshKeyRecord> insertSshKey(const SshKeyRecord& key) override {
+    std::lock_guard lock(mu_);
+    return sqlite::insertSshKey(db_, key);
+  }
+
+  Result<std::vector<SshKeyRecord>> listSshKeys(const std::string& login) override {
+    std::lock_guard lock(mu_);
+    return sqlite::listSshKeys(db_, login);
+  }
+
+  Result<void> deleteSshKey(const std::string& login, int64_t id) override {
+    std::lock_guard lock(mu_);
+    return sqlite::deleteSshKey(db_, login, id);
+  }
+
   // ---- VMs
 
   Result<VmRecord> insertVm(const VmRecord& vm, const QuotaCheck& check) override {

@@ -1,7 +1,8 @@
 // What the SQLite store's files share: store_sql.h's Row over a SQLiteCpp
 // cursor, binding, error mapping; and the parts of the store that live outside
 // sqlite_store.cc (to keep it readable): the image and disk methods
-// (sqlite_storage.cc) and the migration runner (sqlite_migrate.cc). Each takes
+// (sqlite_storage.cc), networks, NICs and SSH keys (sqlite_network.cc) and the
+// migration runner (sqlite_migrate.cc). Each takes
 // the store's connection; the caller holds the store's mutex.
 //
 // Internal to store/.
@@ -69,6 +70,23 @@ Result<std::vector<DiskRecord>> listDisks(SQLite::Database& db, int64_t vmId);
 Result<std::vector<DiskRecord>> listAllDisks(SQLite::Database& db);
 Result<DiskRecord> updateDisk(SQLite::Database& db, const DiskRecord& disk);
 Result<void> deleteDisk(SQLite::Database& db, int64_t id);
+
+// ---- networks, NICs and SSH keys (sqlite_network.cc), with Store's contract.
+
+Result<NetworkRecord> insertNetwork(SQLite::Database& db, const NetworkRecord& net);
+Result<std::optional<NetworkRecord>> findNetwork(SQLite::Database& db, const std::string& name);
+Result<std::vector<NetworkRecord>> listNetworks(SQLite::Database& db);
+Result<void> deleteNetwork(SQLite::Database& db, const std::string& name);
+
+Result<NicRecord> insertNic(SQLite::Database& db, const NicRecord& nic);
+Result<std::vector<NicRecord>> listNics(SQLite::Database& db, int64_t vmId);
+Result<std::vector<NicRecord>> listNetworkNics(SQLite::Database& db, const std::string& network);
+Result<std::vector<NicRecord>> listAllNics(SQLite::Database& db);
+Result<void> deleteNic(SQLite::Database& db, int64_t id);
+
+Result<SshKeyRecord> insertSshKey(SQLite::Database& db, const SshKeyRecord& key);
+Result<std::vector<SshKeyRecord>> listSshKeys(SQLite::Database& db, const std::string& login);
+Result<void> deleteSshKey(SQLite::Database& db, const std::string& login, int64_t id);
 
 // NotFound (field "cdrom") unless the image a VM's CD drive names exists; ""
 // (an empty drive) passes. Throws SQLite::Exception, for the caller's catch.

@@ -62,6 +62,52 @@ struct DiskRecord {
   std::string createdAt;
 };
 
+// A network admins define (networking issue). mode "user": QEMU user-mode
+// networking, host port forwards bound to forwardBind; "nat": a bridge corral
+// makes (bridge), its address gateway, dnsmasq serving the pool, masquerade out;
+// "bridged": taps on the host's existing bridge, addresses from the pool.
+struct NetworkRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string mode = "user";  // user | nat | bridged
+  std::string bridge;         // nat: the bridge corral makes; bridged: the host's bridge; user: ""
+  std::string subnet;         // nat/bridged: "10.77.0.0/24"
+  std::string gateway;        // nat: the bridge's own address; bridged: the LAN's router ("" none)
+  std::string poolStart;      // first and last address handed to NICs
+  std::string poolEnd;
+  std::string dns;            // comma-separated resolvers given to guests ("" none)
+  std::string domain;         // the DNS domain of the network's hostnames ("" none)
+  std::string forwardBind;    // user: the host address forwards bind to
+  std::string description;
+  std::string createdAt;
+};
+
+// One NIC of one VM on a network. ip and hostname are "" on user-mode networks.
+struct NicRecord {
+  int64_t id = 0;
+  int64_t vmId = 0;
+  std::string vm;         // the VM's name (joined)
+  std::string name;       // nic0, nic1, ... unique per VM
+  int64_t networkId = 0;  // insertNic takes the id, or 0 and the network's name
+  std::string network;    // the network's name (joined)
+  std::string model = "virtio-net";  // virtio-net | e1000
+  std::string mac;        // 52:54:00:xx:xx:xx, unique
+  std::string ip;         // the pool address, unique per network
+  std::string hostname;   // unique per network
+  std::string forwards;   // user mode: "tcp:2222:22,udp:5353:53" ("" none)
+  std::string createdAt;
+};
+
+// One SSH public key of a user: the OpenSSH line ("ssh-ed25519 AAAA... comment").
+struct SshKeyRecord {
+  int64_t id = 0;
+  std::string login;        // whose key (insert by login)
+  std::string name;         // a label, by default the key's comment
+  std::string key;          // the whole line
+  std::string fingerprint;  // "SHA256:..." unique per user
+  std::string createdAt;
+};
+
 struct VmRecord {
   int64_t id = 0;
   std::string name;
@@ -278,6 +324,30 @@ class Store {
   // At daemon start: operations left pending/running by a previous daemon become
   // failed with this reason; returns how many.
   virtual Result<int64_t> failUnfinishedOperations(const std::string& reason) = 0;
+
+  // Networks. insertNetwork: AlreadyExists (field "name"). deleteNetwork:
+  // NotFound when absent; FailedPrecondition naming the VMs with a NIC on it.
+  virtual Result<NetworkRecord> insertNetwork(const NetworkRecord& net) = 0;
+  virtual Result<std::optional<NetworkRecord>> findNetwork(const std::string& name) = 0;
+  virtual Result<std::vector<NetworkRecord>> listNetworks() = 0;  // by name
+  virtual Result<void> deleteNetwork(const std::string& name) = 0;
+
+  // NICs. insertNic: AlreadyExists with field "nic" (the VM has a NIC of that
+  // name), "ip" (the address is taken on that network), "hostname" (taken on
+  // that network) or "mac"; NotFound (field "vm" / "network") when either is
+  // gone. Deleting a VM deletes its NIC rows.
+  virtual Result<NicRecord> insertNic(const NicRecord& nic) = 0;
+  virtual Result<std::vector<NicRecord>> listNics(int64_t vmId) = 0;  // by name's number
+  virtual Result<std::vector<NicRecord>> listNetworkNics(const std::string& network) = 0;  // by id
+  virtual Result<std::vector<NicRecord>> listAllNics() = 0;  // every VM's, by id
+  virtual Result<void> deleteNic(int64_t id) = 0;  // NotFound when absent
+
+  // SSH keys. insertSshKey: NotFound (field "login") for an unknown user,
+  // AlreadyExists (field "key") when the user has a key with that fingerprint.
+  virtual Result<SshKeyRecord> insertSshKey(const SshKeyRecord& key) = 0;
+  virtual Result<std::vector<SshKeyRecord>> listSshKeys(const std::string& login) = 0;  // by id
+  // NotFound when the user has no key with that id.
+  virtual Result<void> deleteSshKey(const std::string& login, int64_t id) = 0;
 
   // The schema version after migrations, for node verification and tests.
   virtual Result<int> schemaVersion() = 0;

@@ -98,6 +98,47 @@ inline constexpr const char* kUpdateVm =
     "memory_mib = ?, vcpus = ?, on_crash = ?, desired_state = ?, disk_gib = ?, cdrom = ?, boot_cdrom = ?, "
     "updated_at = ?, version = version + 1 WHERE id = ?";
 
+// Networks, NICs and SSH keys (migration 0005).
+inline constexpr const char* kNetworkColumns =
+    "id, name, mode, bridge, subnet, gateway, pool_start, pool_end, dns, domain, forward_bind, description, "
+    "created_at";
+
+inline constexpr const char* kInsertNetwork =
+    "INSERT INTO networks (name, mode, bridge, subnet, gateway, pool_start, pool_end, dns, domain, forward_bind, "
+    "description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+// The names of the VMs with a NIC on a network, sorted. Binds: the network's id.
+inline constexpr const char* kNetworkUsers =
+    "SELECT DISTINCT v.name FROM nics n JOIN vms v ON n.vm_id = v.id WHERE n.network_id = ? ORDER BY 1";
+
+// NICs, with their VM's and network's names joined. ip and hostname are NULL in
+// the table when unset (so that many user-mode NICs share a network's unique
+// keys) and "" in a NicRecord. Ordered within a VM by the number in the name
+// (nic2 before nic10), like disks.
+inline constexpr const char* kNicColumns =
+    "n.id, n.vm_id, v.name, n.name, n.network_id, w.name, n.model, n.mac, COALESCE(n.ip, ''), "
+    "COALESCE(n.hostname, ''), n.forwards, n.created_at";
+inline constexpr const char* kNicFrom = "nics n JOIN vms v ON n.vm_id = v.id JOIN networks w ON n.network_id = w.id";
+inline constexpr const char* kNicOrder = "LENGTH(n.name), n.name";
+
+inline constexpr const char* kInsertNic =
+    "INSERT INTO nics (vm_id, name, network_id, model, mac, ip, hostname, forwards, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+// Which of a NIC's unique keys another row holds, in the order insertNic
+// reports them: its name on the VM, its address or hostname on the network,
+// its MAC. Binds: vm_id, name, network_id, ip, network_id, hostname, mac (ip
+// and hostname NULL when unset, which matches nothing). One row per clash, the
+// key's rank first.
+inline constexpr const char* kNicClashes =
+    "SELECT 1 FROM nics WHERE vm_id = ? AND name = ? "
+    "UNION SELECT 2 FROM nics WHERE network_id = ? AND ip = ? "
+    "UNION SELECT 3 FROM nics WHERE network_id = ? AND hostname = ? "
+    "UNION SELECT 4 FROM nics WHERE mac = ? ORDER BY 1";
+
+inline constexpr const char* kSshKeySelect =
+    "SELECT k.id, u.login, k.name, k.key, k.fingerprint, k.created_at FROM ssh_keys k JOIN users u ON k.user_id = u.id";
+
 inline constexpr const char* kSetQuota =
     "INSERT INTO quotas (subject_kind, subject, max_vms, max_running, max_memory_total_mib, min_memory_vm_mib, "
     "max_memory_vm_mib, max_disk_total_gib, max_disk_vm_gib) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -145,6 +186,49 @@ DiskRecord readDisk(const Row& r) {
   x.backingImageId = r.int64(11);
   x.createdAt = r.text(12);
   return x;
+}
+
+template <class Row>
+NetworkRecord readNetwork(const Row& r) {
+  NetworkRecord x;
+  x.id = r.int64(0);
+  x.name = r.text(1);
+  x.mode = r.text(2);
+  x.bridge = r.text(3);
+  x.subnet = r.text(4);
+  x.gateway = r.text(5);
+  x.poolStart = r.text(6);
+  x.poolEnd = r.text(7);
+  x.dns = r.text(8);
+  x.domain = r.text(9);
+  x.forwardBind = r.text(10);
+  x.description = r.text(11);
+  x.createdAt = r.text(12);
+  return x;
+}
+
+template <class Row>
+NicRecord readNic(const Row& r) {
+  NicRecord x;
+  x.id = r.int64(0);
+  x.vmId = r.int64(1);
+  x.vm = r.text(2);
+  x.name = r.text(3);
+  x.networkId = r.int64(4);
+  x.network = r.text(5);
+  x.model = r.text(6);
+  x.mac = r.text(7);
+  x.ip = r.text(8);
+  x.hostname = r.text(9);
+  x.forwards = r.text(10);
+  x.createdAt = r.text(11);
+  return x;
+}
+
+template <class Row>
+SshKeyRecord readSshKey(const Row& r) {
+  return SshKeyRecord{.id = r.int64(0), .login = r.text(1), .name = r.text(2), .key = r.text(3),
+                      .fingerprint = r.text(4), .createdAt = r.text(5)};
 }
 
 template <class Row>
@@ -286,6 +370,50 @@ inline Error diskExists(const DiskRecord& d) {
 inline Error volumeTaken(const DiskRecord& d) {
   return Error::alreadyExists("volume", d.volume,
                               fmt::format("volume: {} in pool {} belongs to another disk", d.volume, d.pool));
+}
+
+inline Error networkExists(const NetworkRecord& n) {
+  return Error::alreadyExists("name", n.name, fmt::format("name: a network {} already exists", n.name));
+}
+
+inline Error noNetwork(const std::string& network) {
+  return Error{ErrorCode::NotFound, fmt::format("network: no network named {}", network), "network", network};
+}
+
+inline Error networkInUse(const std::string& network, const std::vector<std::string>& vms) {
+  return Error::failedPrecondition(fmt::format(
+      "network {} is in use by VMs {} (they have NICs on it): remove those NICs first", network, joinNames(vms)));
+}
+
+// The AlreadyExists of a NIC's unique key, by kNicClashes' rank (1 name, 2 ip,
+// 3 hostname, 4 mac).
+inline Error nicClash(const NicRecord& n, int64_t rank) {
+  switch (rank) {
+    case 2:
+      return Error::alreadyExists("ip", n.ip, fmt::format("ip: {} is taken on network {}", n.ip, n.network));
+    case 3:
+      return Error::alreadyExists("hostname", n.hostname,
+                                  fmt::format("hostname: {} is taken on network {}", n.hostname, n.network));
+    case 4:
+      return Error::alreadyExists("mac", n.mac, fmt::format("mac: {} belongs to another NIC", n.mac));
+    default:
+      return Error::alreadyExists("nic", n.name, fmt::format("nic: the VM already has a NIC {}", n.name));
+  }
+}
+
+inline Error noNic(int64_t id) { return Error::notFound(fmt::format("nic {} not found", id)); }
+
+inline Error noUser(const std::string& login) {
+  return Error{ErrorCode::NotFound, fmt::format("login: no user {}", login), "login", login};
+}
+
+inline Error sshKeyExists(const SshKeyRecord& k) {
+  return Error::alreadyExists("key", k.fingerprint,
+                              fmt::format("key: {} already has the key {}", k.login, k.fingerprint));
+}
+
+inline Error noSshKey(const std::string& login, int64_t id) {
+  return Error::notFound(fmt::format("ssh key {} of {} not found", id, login));
 }
 
 }  // namespace corral::store::sql

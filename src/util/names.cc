@@ -26,6 +26,16 @@ Result<void> validateVmName(std::string_view field, std::string_view name) {
   return ok();
 }
 
+Result<void> validateHostname(std::string_view field, std::string_view name) {
+  CORRAL_TRY(checkLength(field, name));
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  bool chars = std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '-'; });
+  if (!chars || !alnum(name.front()) || !alnum(name.back()))
+    return Error::invalidInput(std::string(field), std::string(name),
+                               "use letters, digits and '-', starting and ending with a letter or digit");
+  return ok();
+}
+
 Result<void> validateImageName(std::string_view field, std::string_view name) {
   CORRAL_TRY(checkLength(field, name));
   bool chars = std::all_of(name.begin(), name.end(),

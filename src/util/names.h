@@ -12,6 +12,10 @@ namespace corral::util {
 // so that a name is also a valid hostname and a safe file name.
 Result<void> validateVmName(std::string_view field, std::string_view name);
 
+// Hostnames of NICs: 1-63 of letters, digits and '-', starting and ending with
+// a letter or digit (an RFC 1123 label). Case is kept; callers compare lowercase.
+Result<void> validateHostname(std::string_view field, std::string_view name);
+
 // Image names additionally allow '.' and '_' inside (e.g. "debian-12.4"), never
 // leading, never "..".
 Result<void> validateImageName(std::string_view field, std::string_view name);

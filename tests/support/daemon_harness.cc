@@ -42,8 +42,18 @@ void DaemonHarness::reapChildren() {
 }
 
 void DaemonHarness::startDaemon(const std::vector<std::string>& extraArgs) {
+  // Enterable (not listable) by others, as /var/lib is: dnsmasq, which drops
+  // root, rereads its hosts files under the state dir.
+  fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   fs::create_directories(stateDir());
-  daemon_ = std::make_unique<util::Command>(binDir() + "/corrald");
+  if (netns_.empty()) {
+    daemon_ = std::make_unique<util::Command>(binDir() + "/corrald");
+  } else {
+    // `ip netns exec` enters the namespace (and mounts its own /sys) and execs
+    // corrald in place: the pid stays the daemon's.
+    daemon_ = std::make_unique<util::Command>("ip");
+    daemon_->args({"netns", "exec", netns_, binDir() + "/corrald"});
+  }
   daemon_->args({"--state-dir", stateDir(), "--accel", "tcg", "--log-level", "debug"})
       .args(extraArgs)
       .keepEnv({"PATH"})

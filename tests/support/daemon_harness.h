@@ -31,7 +31,9 @@ class DaemonHarness {
   ~DaemonHarness();
 
   // Starts corrald (--accel tcg, plus extraArgs) and waits until its socket answers.
+  // Inside network namespace `netns` (`ip netns exec`) when one is set.
   void startDaemon(const std::vector<std::string>& extraArgs = {});
+  void setNetns(std::string netns) { netns_ = std::move(netns); }
   // SIGKILL, as an operator's mistake or an OOM kill would; guests keep running.
   void killDaemon();
   pid_t daemonPid() const;
@@ -66,6 +68,7 @@ class DaemonHarness {
   void reapChildren();
 
   TempDir dir_;
+  std::string netns_;
   std::unique_ptr<util::Command> daemon_;
 };
 

@@ -1,8 +1,12 @@
-// `corral user add|list|show|passwd|delete`. Passwords never come from argv:
-// --password-stdin reads them from stdin; otherwise, on a terminal, they are
-// asked for twice with echo off.
+// `corral user add|list|show|passwd|delete` and `corral user key
+// add|list|remove`. Passwords never come from argv: --password-stdin reads them
+// from stdin; otherwise, on a terminal, they are asked for twice with echo off.
+// SSH keys are read from a file (or stdin), one per line, as in
+// authorized_keys; their owner defaults to the caller (GET /api/v1/whoami).
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -113,6 +117,161 @@ int changePassword(const Context &ctx, const PasswdArgs &a) {
   return kExitOk;
 }
 
+// ---- SSH keys
+
+// GET /api/v1/users/{login}/keys -> ID NAME TYPE FINGERPRINT
+View sshKeyListView(const nlohmann::json &body) {
+  View v{{"ID", "NAME", "TYPE", "FINGERPRINT"}, {}};
+  for (const auto &k : listOf(body, "keys"))
+    v.rows.push_back({field(k, "id"), field(k, "name"), field(k, "type"),
+                      field(k, "fingerprint")});
+  return v;
+}
+
+struct KeyArgs {
+  std::string user, name, file, id, output;
+};
+
+// Whose keys: --user when given, else the caller's own login as the daemon
+// sees it. Returns an exit code; *login is set on kExitOk.
+int keyOwner(const Context &ctx, const std::string &given, bool userGiven,
+             std::string *login) {
+  if (userGiven) {
+    *login = given;
+    return kExitOk;
+  }
+  HttpResponse resp;
+  if (int rc = callApi(ctx, "GET", "/api/v1/whoami", std::nullopt, &resp))
+    return rc;
+  auto j = nlohmann::json::parse(resp.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("login") ||
+      !j["login"].is_string()) {
+    std::cerr << "corral: the daemon did not say who you are (GET "
+                 "/api/v1/whoami); give --user\n";
+    return kExitApiError;
+  }
+  *login = j["login"].get<std::string>();
+  return kExitOk;
+}
+
+// The key lines of an authorized_keys-like text: blank lines and #comments
+// skipped, CRLF endings accepted. Each with its line number.
+std::vector<std::pair<int, std::string>> keyLines(std::istream &in) {
+  std::vector<std::pair<int, std::string>> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#')
+      continue;
+    out.emplace_back(n, line);
+  }
+  return out;
+}
+
+int addKeys(const Context &ctx, const KeyArgs &a, bool userGiven,
+            bool nameGiven) {
+  std::vector<std::pair<int, std::string>> lines;
+  if (a.file == "-") {
+    lines = keyLines(std::cin);
+  } else {
+    std::ifstream in(a.file);
+    if (!in) {
+      std::cerr << "corral: cannot read " << a.file << '\n';
+      return kExitUsage;
+    }
+    lines = keyLines(in);
+  }
+  std::string source = a.file == "-" ? "stdin" : a.file;
+  if (lines.empty()) {
+    std::cerr << "corral: no SSH public key in " << source << '\n';
+    return kExitUsage;
+  }
+  std::string login;
+  if (int rc = keyOwner(ctx, a.user, userGiven, &login))
+    return rc;
+  int result = kExitOk;
+  for (const auto &[n, line] : lines) {
+    nlohmann::json body{{"key", line}};
+    if (nameGiven)
+      body["name"] = a.name;
+    HttpResponse resp;
+    if (int rc = callApi(ctx, "POST", userPath(login) + "/keys", body, &resp)) {
+      // callApi said why; say which line, and go on with the others.
+      std::cerr << "corral: " << source << ':' << n << ": key not added\n";
+      result = rc;
+      continue;
+    }
+    auto k = nlohmann::json::parse(resp.body, nullptr, false);
+    std::cout << "added key " << field(k, "id") << " (" << field(k, "name")
+              << ", " << field(k, "fingerprint") << ") to " << login << '\n';
+  }
+  return result;
+}
+
+void addKeyCommands(CLI::App &user, Context &ctx) {
+  auto *key = user.add_subcommand(
+      "key", "Manage SSH public keys, authorized in your VMs at first boot");
+  key->require_subcommand(1);
+
+  auto aa = std::make_shared<KeyArgs>();
+  auto *add = key->add_subcommand(
+      "add", "Add the SSH public keys of FILE (one per line; - is stdin)");
+  auto *addUserOpt = add->add_option("--user", aa->user,
+                                     "To this user (admins; default: you)");
+  auto *nameOpt =
+      add->add_option("--name", aa->name,
+                      "A label for the key(s) (default: each key's comment)");
+  add->add_option("FILE", aa->file,
+                  "A public key file, e.g. ~/.ssh/id_ed25519.pub")
+      ->required();
+  add->callback([&ctx, aa, addUserOpt, nameOpt] {
+    ctx.action = [&ctx, aa, addUserOpt, nameOpt] {
+      return addKeys(ctx, *aa, addUserOpt->count() > 0, nameOpt->count() > 0);
+    };
+  });
+
+  auto la = std::make_shared<KeyArgs>();
+  auto *list = key->add_subcommand("list", "List SSH public keys");
+  auto *listUser = list->add_option(
+      "--user", la->user, "Another user's keys (admins; default: you)");
+  addOutputOption(*list, la->output);
+  list->callback([&ctx, la, listUser] {
+    ctx.action = [&ctx, la, listUser] {
+      std::string login;
+      if (int rc = keyOwner(ctx, la->user, listUser->count() > 0, &login))
+        return rc;
+      HttpResponse resp;
+      if (int rc = callApi(ctx, "GET", userPath(login) + "/keys", std::nullopt,
+                           &resp))
+        return rc;
+      return printAnswer(resp, la->output, sshKeyListView);
+    };
+  });
+
+  auto ra = std::make_shared<KeyArgs>();
+  auto *remove = key->add_subcommand("remove", "Remove an SSH public key");
+  auto *removeUser = remove->add_option(
+      "--user", ra->user, "Another user's key (admins; default: you)");
+  remove->add_option("ID", ra->id, "The key's id (see `corral user key list`)")
+      ->required();
+  remove->callback([&ctx, ra, removeUser] {
+    ctx.action = [&ctx, ra, removeUser] {
+      std::string login;
+      if (int rc = keyOwner(ctx, ra->user, removeUser->count() > 0, &login))
+        return rc;
+      if (int rc =
+              callApi(ctx, "DELETE",
+                      userPath(login) + "/keys/" + encodePathSegment(ra->id),
+                      std::nullopt, nullptr))
+        return rc;
+      std::cout << "removed key " << ra->id << " of " << login << '\n';
+      return kExitOk;
+    };
+  });
+}
+
 } // namespace
 
 void addUserCommands(CLI::App &app, Context &ctx) {
@@ -185,6 +344,8 @@ void addUserCommands(CLI::App &app, Context &ctx) {
       return kExitOk;
     };
   });
+
+  addKeyCommands(*user, ctx);
 }
 
 } // namespace corral::cli

@@ -75,6 +75,11 @@ struct CreateArgs {
   std::vector<std::string> disks; // sizes as given ("4G"); the daemon parses
   unsigned vcpus = 1;
   bool start = false, noWait = false, encrypt = false, fullClone = false;
+  // NICs: one per --network; --hostname/--ip/--mac/--nic-model/--forward
+  // shape the first.
+  std::vector<std::string> networks, forwards;
+  std::string hostname, ip, mac, nicModel;
+  bool noNetwork = false;
 };
 
 struct ModifyArgs {
@@ -137,6 +142,24 @@ void addVmCommands(CLI::App &app, Context &ctx) {
                                       "An ISO image to put in the CD drive");
   auto *poolOpt =
       create->add_option("--pool", ca->pool, "Storage pool for its disks");
+  create
+      ->add_option("--network", ca->networks,
+                   "A NIC on this network (repeat for more; default: one on "
+                   "the daemon's default network)")
+      ->allow_extra_args(false);
+  create->add_flag("--no-network", ca->noNetwork, "No NIC at all");
+  create->add_option("--hostname", ca->hostname,
+                     "The first NIC's hostname (default: the VM's name)");
+  create->add_option("--ip", ca->ip,
+                     "The first NIC's address from its network's pool");
+  create->add_option("--mac", ca->mac, "The first NIC's MAC");
+  create->add_option("--nic-model", ca->nicModel,
+                     "The first NIC's model: virtio-net (default) or e1000");
+  create
+      ->add_option("--forward", ca->forwards,
+                   "user networks: forward a host port to the first NIC, "
+                   "PROTO:HOSTPORT:GUESTPORT (tcp:2222:22; repeat)")
+      ->allow_extra_args(false);
   create->add_flag("--start", ca->start, "Start the VM once created");
   create->add_flag(
       "--no-wait", ca->noWait,
@@ -174,6 +197,24 @@ void addVmCommands(CLI::App &app, Context &ctx) {
             body["cdrom"] = ca->cdrom;
           if (sf.pool->count() > 0)
             body["pool"] = ca->pool;
+          if (ca->noNetwork)
+            body["no_network"] = true;
+          nlohmann::json first = nlohmann::json::object();
+          if (!ca->networks.empty())
+            first["network"] = ca->networks.front();
+          for (auto [key, value] :
+               {std::pair{"hostname", &ca->hostname}, {"ip", &ca->ip},
+                {"mac", &ca->mac}, {"model", &ca->nicModel}})
+            if (!value->empty())
+              first[key] = *value;
+          if (!ca->forwards.empty())
+            first["forwards"] = ca->forwards;
+          if (!first.empty()) {
+            nlohmann::json nics = nlohmann::json::array({first});
+            for (size_t i = 1; i < ca->networks.size(); ++i)
+              nics.push_back({{"network", ca->networks[i]}});
+            body["nics"] = nics;
+          }
           HttpResponse resp;
           if (int rc = callApi(ctx, "POST", "/api/v1/vms", body, &resp))
             return rc;
@@ -181,6 +222,8 @@ void addVmCommands(CLI::App &app, Context &ctx) {
                                 "created vm " + ca->name);
         };
       });
+
+  addNicCommands(*vm, ctx);
 
   // list
   auto listOut = std::make_shared<std::string>();

@@ -4,9 +4,11 @@
 // cookie without it are 403, logout expires the cookie, 429 carries
 // Retry-After, users' ETag/If-Match (412 when stale), groups, members, tokens
 // (secret shown once, revocation), 400 naming unknown fields and wrong types,
-// the status of every refusal, and that no response ever carries a password
-// hash, a token hash or a session hash.
+// SSH keys (add, list, remove, who may), the status of every refusal, and that
+// no response ever carries a password hash, a token hash or a session hash.
 #include "api/routes_identity.h"
+
+#include <openssl/evp.h>
 
 #include <gtest/gtest.h>
 
@@ -343,6 +345,75 @@ TEST_F(RoutesIdentityTest, TokensCreateListRevoke) {
   ASSERT_EQ(forBob.status, 201) << forBob.body;
   forbidden_.push_back(util::sha256Hex(bodyOf(forBob)["token"].get<std::string>()));
   EXPECT_EQ(bodyOf(forBob)["user"], "bob");
+}
+
+// An ed25519 public key line whose 32 key bytes are all `fill`.
+std::string edKey(char fill, const std::string& comment) {
+  std::string blob;
+  for (const std::string& part : {std::string("ssh-ed25519"), std::string(32, fill)}) {
+    uint32_t n = static_cast<uint32_t>(part.size());
+    for (int shift = 24; shift >= 0; shift -= 8) blob.push_back(static_cast<char>((n >> shift) & 0xff));
+    blob += part;
+  }
+  std::string b64(4 * ((blob.size() + 2) / 3) + 1, '\0');
+  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                            reinterpret_cast<const unsigned char*>(blob.data()), static_cast<int>(blob.size()));
+  b64.resize(static_cast<size_t>(len));
+  return "ssh-ed25519 " + b64 + " " + comment;
+}
+
+// SSH keys: a user adds (201 with the key's JSON and Location), lists and
+// removes (204) their own; another user's are 404; admins manage anyone's; a
+// bad key is 400 naming "key", a duplicate 409, unknown fields 400, a bad id 400.
+TEST_F(RoutesIdentityTest, SshKeysAddListRemove) {
+  auto added = withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", edKey('a', "alice@laptop")}});
+  ASSERT_EQ(added.status, 201) << added.body;
+  json k = bodyOf(added);
+  EXPECT_EQ(k["name"], "alice@laptop");
+  EXPECT_EQ(k["type"], "ssh-ed25519");
+  EXPECT_EQ(k["key"], edKey('a', "alice@laptop"));
+  EXPECT_TRUE(k["fingerprint"].get<std::string>().starts_with("SHA256:"));
+  EXPECT_TRUE(k["created_at"].is_string());
+  int64_t keyId = k["id"];
+  EXPECT_EQ(added.headers["Location"], "/api/v1/users/alice/keys/" + std::to_string(keyId));
+  EXPECT_EQ(k.size(), 6u) << k.dump();
+
+  auto named = withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", edKey('b', "x")}, {"name", "work"}});
+  ASSERT_EQ(named.status, 201) << named.body;
+  EXPECT_EQ(bodyOf(named)["name"], "work");
+
+  auto listed = withToken(alice_, "GET", "/api/v1/users/alice/keys");
+  ASSERT_EQ(listed.status, 200);
+  json keys = bodyOf(listed)["keys"];
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0], k);
+
+  // Refusals.
+  EXPECT_EQ(withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", edKey('a', "again")}}).status, 409);
+  auto bad = withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", "no-pty " + edKey('c', "")}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(fieldOf(bad), "key");
+  EXPECT_EQ(fieldOf(withToken(alice_, "POST", "/api/v1/users/alice/keys", json::object())), "key");
+  EXPECT_EQ(fieldOf(withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", edKey('c', "")}, {"opts", 1}})),
+            "opts");
+  EXPECT_EQ(fieldOf(withToken(alice_, "POST", "/api/v1/users/alice/keys", {{"key", 5}})), "key");
+  EXPECT_EQ(withToken(alice_, "DELETE", "/api/v1/users/alice/keys/abc").status, 400);
+  EXPECT_EQ(withToken(bob_, "GET", "/api/v1/users/alice/keys").status, 404);
+  EXPECT_EQ(withToken(bob_, "POST", "/api/v1/users/alice/keys", {{"key", edKey('d', "")}}).status, 404);
+  EXPECT_EQ(withToken(bob_, "DELETE", "/api/v1/users/alice/keys/" + std::to_string(keyId)).status, 404);
+  EXPECT_EQ(withToken(bob_, "DELETE", "/api/v1/users/bob/keys/" + std::to_string(keyId)).status, 404);
+
+  EXPECT_EQ(withToken(alice_, "DELETE", "/api/v1/users/alice/keys/" + std::to_string(keyId)).status, 204);
+  EXPECT_EQ(withToken(alice_, "DELETE", "/api/v1/users/alice/keys/" + std::to_string(keyId)).status, 404);
+  EXPECT_EQ(bodyOf(withToken(alice_, "GET", "/api/v1/users/alice/keys"))["keys"].size(), 1u);
+
+  // An admin manages anyone's.
+  auto forBob = asRoot("POST", "/api/v1/users/bob/keys", {{"key", edKey('e', "bob")}});
+  ASSERT_EQ(forBob.status, 201) << forBob.body;
+  EXPECT_EQ(bodyOf(asRoot("GET", "/api/v1/users/bob/keys"))["keys"].size(), 1u);
+  EXPECT_EQ(asRoot("DELETE", "/api/v1/users/bob/keys/" + std::to_string(bodyOf(forBob)["id"].get<int64_t>())).status,
+            204);
+  EXPECT_EQ(asRoot("GET", "/api/v1/users/nobody/keys").status, 404);
 }
 
 }  // namespace

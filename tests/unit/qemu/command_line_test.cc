@@ -485,5 +485,26 @@ TEST(CommandLine, QmpNamesMatchTheArgv) {
   EXPECT_EQ(blk.find("id")->second, diskDeviceId(disk));
 }
 
+// A tap NIC is a tap netdev on the fd the caller opened, with vhost-net's fd when
+// given, and never user-mode forwards; without vhost it says nothing of vhost.
+TEST(CommandLine, TapNicsUseTheirPassedFds) {
+  VmSpec spec;
+  spec.name = "t";
+  spec.uuid = "00000000-0000-4000-8000-000000000004";
+  spec.nics = {{.id = "nic0", .mac = "52:54:00:00:00:0a", .tapFd = 17, .vhostFd = 18, .tapName = "crl1n0"},
+               {.id = "nic1", .model = NicModel::E1000, .mac = "52:54:00:00:00:0b", .tapFd = 19}};
+  const auto argv = buildCommandLine(spec, RuntimePaths{}, LaunchOptions{});
+  auto first = parseOptionString(optionValue(argv, "-netdev", 0));
+  EXPECT_EQ(first.find("")->second, "tap");
+  EXPECT_EQ(first.find("fd")->second, "17");
+  EXPECT_EQ(first.find("vhost")->second, "on");
+  EXPECT_EQ(first.find("vhostfd")->second, "18");
+  EXPECT_EQ(first.count("hostfwd"), 0u);
+  auto second = parseOptionString(optionValue(argv, "-netdev", 1));
+  EXPECT_EQ(second.find("fd")->second, "19");
+  EXPECT_EQ(second.count("vhost"), 0u);
+  EXPECT_EQ(second.count("vhostfd"), 0u);
+}
+
 }  // namespace
 }  // namespace corral::qemu

@@ -26,6 +26,18 @@ TEST(VmName, RefusesShellAndPathCharacters) {
   }
 }
 
+// Hostnames are RFC 1123 labels: letters of either case, digits and inner dashes.
+TEST(Hostname, AcceptsLabelsAndRefusesTheRest) {
+  for (const std::string& n : {std::string("web"), std::string("Web-1"), std::string("9"), std::string(63, 'h')})
+    EXPECT_TRUE(validateHostname("hostname", n).ok()) << n;
+  for (const std::string& n : {std::string(""), std::string("-a"), std::string("a-"), std::string("a_b"),
+                               std::string("a.b"), std::string("a b"), std::string("a\nb"), std::string(64, 'h')}) {
+    auto r = validateHostname("hostname", n);
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.error().field, "hostname");
+  }
+}
+
 TEST(ImageName, AllowsDotsButNotTraversal) {
   EXPECT_TRUE(validateImageName("image", "debian-12.4").ok());
   EXPECT_TRUE(validateImageName("image", "busy_box").ok());
