@@ -47,10 +47,20 @@ Response importUpload(core::Images& images, const Request& req, const core::Prin
   return importAnswer(images.import(who, std::move(r)));
 }
 
+// GET /vms/{name}: the VM with its disks and NICs, and its ETag.
 Response vmWithDisks(core::VmManager& m, const core::Principal& who, const std::string& name) {
   auto vm = m.get(who, name);
   if (!vm.ok()) return Response::error(vm.error());
-  return renderVmWithDisks(*vm, m.disks(who, name));
+  auto disks = m.disks(who, name);
+  if (!disks.ok()) return Response::error(disks.error());
+  auto nics = m.nics(who, name);
+  if (!nics.ok()) return Response::error(nics.error());
+  json j = toJson(*vm, *disks);
+  j["nics"] = json::array();
+  for (const auto& n : *nics) j["nics"].push_back(toJson(n));
+  Response resp = Response::json(200, j);
+  resp.headers["ETag"] = etag(vm->version);
+  return resp;
 }
 
 }  // namespace

@@ -339,14 +339,36 @@ inline std::string disksSummary(const nlohmann::json &disks) {
   return out.empty() ? "-" : out;
 }
 
+// A VM's NICs on one line of `vm info`: "nic0 lan 52:54:00:12:34:56
+// 10.77.0.10 web1; nic1 default 52:54:00:.. tcp:2222:22".
+inline std::string nicsSummary(const nlohmann::json &nics) {
+  if (!nics.is_array())
+    return cell(nics);
+  std::string out;
+  for (const auto &n : nics) {
+    std::string one = fmt::format("{} {} {}", field(n, "name"),
+                                  field(n, "network"), field(n, "mac"));
+    for (const char *k : {"ip", "hostname"})
+      if (std::string v = field(n, k); v != "-")
+        one += " " + v;
+    if (n.is_object() && n.contains("forwards") && n["forwards"].is_array())
+      for (const auto &f : n["forwards"])
+        one += " " + cell(f);
+    out += (out.empty() ? "" : "; ") + one;
+  }
+  return out.empty() ? "-" : out;
+}
+
 inline View vmInfoView(const nlohmann::json &vm) {
   nlohmann::json shown = vm;
   if (shown.is_object() && shown.contains("disks"))
     shown["disks"] = disksSummary(shown["disks"]);
+  if (shown.is_object() && shown.contains("nics"))
+    shown["nics"] = nicsSummary(shown["nics"]);
   return objectView(shown, {"name", "state", "state_reason", "owner",
                             "owner_kind", "administrator", "contact",
                             "description", "image", "memory", "vcpus",
-                            "disk_gib", "disks", "cdrom", "boot_cdrom",
+                            "disk_gib", "disks", "nics", "cdrom", "boot_cdrom",
                             "on_crash", "pid", "accelerator", "uuid",
                             "version", "created_at"});
 }

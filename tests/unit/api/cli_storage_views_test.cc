@@ -169,6 +169,22 @@ TEST(VmInfo, DisksOnOneLineAndTheCdrom) {
   EXPECT_EQ(empty, "disks:  -\ncdrom:  -\n");
 }
 
+// NICs sit on one line of `vm info`, after the disks: name, network, MAC, then
+// the address and hostname (nat/bridged) or the forwards (user).
+TEST(VmInfo, NicsOnOneLine) {
+  auto vm = json::parse(R"({"name":"web1","disks":[],"nics":[
+    {"name":"nic0","network":"lan","mac":"52:54:00:00:00:01","ip":"10.77.0.10","hostname":"web1","forwards":[]},
+    {"name":"nic1","network":"default","mac":"52:54:00:00:00:02","ip":"","hostname":"",
+     "forwards":["tcp:2222:22","udp:5353:53"]}]})");
+  auto out = renderView(vmInfoView(vm), "table");
+  EXPECT_NE(out.find("nics:   nic0 lan 52:54:00:00:00:01 10.77.0.10 web1; nic1 default 52:54:00:00:00:02 "
+                     "tcp:2222:22 udp:5353:53\n"),
+            std::string::npos)
+      << out;
+  EXPECT_LT(out.find("disks:"), out.find("nics:"));
+  EXPECT_NE(renderView(vmInfoView(json::parse(R"({"nics":[]})")), "table").find("nics:  -"), std::string::npos);
+}
+
 TEST(ImportRequest, BodyHasOnlyWhatWasGiven) {
   ImportRequest r;
   r.name = "deb";
