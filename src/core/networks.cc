@@ -567,7 +567,10 @@ Result<std::vector<PreparedNic>> Networks::prepare(const store::VmRecord& vm,
                                 .bridge = net.bridge,
                                 .tags = "",
                                 .interfaceIndex = tap.ifindex};
-      CORRAL_TRY(host::net::runNicHook(cfg_.hookScript, env, cfg_.hookTimeout));
+      // The admin's hook said no: the start fails, saying so (not an internal error).
+      if (auto hooked = host::net::runNicHook(cfg_.hookScript, env, cfg_.hookTimeout); !hooked.ok())
+        return Error::failedPrecondition(fmt::format("NIC {}: the network hook failed: {}", rec.name,
+                                                     hooked.error().message));
     }
     p.nic.tapFd = tap.fd.get();
     p.nic.vhostFd = p.vhost ? p.vhost.get() : -1;

@@ -265,6 +265,13 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "corrald: {}\n", format.error().message);
     return 2;
   }
+  // The NIC hook runs at every start of a VM with a tap: a typo must stop the
+  // daemon now, not every start later.
+  if (const std::string& hook = cfg.network.hookScript;
+      !hook.empty() && (hook.front() != '/' || ::access(hook.c_str(), X_OK) != 0)) {
+    fmt::print(stderr, "corrald: network_hook {}: must be an absolute path to an executable file\n", hook);
+    return 2;
+  }
   corral::util::log::setup({.format = *format, .level = cfg.logLevel, .recentProblems = 50});
   return corral::daemon::run(cfg);
 }

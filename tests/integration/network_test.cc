@@ -11,6 +11,8 @@
 //    reaches its HTTP server);
 //  - taps are gone after SIGKILL of QEMU, and a daemon restart removes taps a
 //    dead guest left behind;
+//  - the admin's NIC hook runs per tap with the fixed environment; its failure
+//    fails the start and leaves no tap;
 //  - an exhausted pool and a hostname collision refuse the create and leave no
 //    VM behind; a NIC's address goes back to the pool when it is removed; a
 //    network with NICs cannot be deleted;
@@ -254,6 +256,42 @@ TEST_F(NetworkTest, TapsGoWithTheirQemuAndADaemonRestartRemovesLeftovers) {
   auto net = h_.cliJson({"network", "show", "lan"});
   auto links = ns_.links();
   EXPECT_NE(std::find(links.begin(), links.end(), net.value("bridge", "?")), links.end());
+}
+
+// The admin's hook runs once per tap NIC at each start with exactly the
+// documented environment, and a failing hook fails the start.
+TEST_F(NetworkTest, NicHookSeesTheFixedEnvironment) {
+  std::filesystem::path out = h_.dir() / "hook.env";
+  std::filesystem::path hook = h_.dir() / "hook";
+  {
+    std::ofstream f(hook);
+    f << "#!/bin/sh\nenv | sort > " << out.string() << "\n[ -e " << (h_.dir() / "fail").string()
+      << " ] && exit 3\nexit 0\n";
+  }
+  std::filesystem::permissions(hook, std::filesystem::perms::owner_all);
+  h_.killDaemon();
+  h_.startDaemon({"--network-hook", hook.string()});
+  ok({"network", "create", "lan", "--mode", "nat", "--subnet", "10.81.0.0/24"});
+  startVm("h", {"--network", "lan"});
+  std::ifstream in(out);
+  std::string env((std::istreambuf_iterator<char>(in)), {});
+  auto nic = nics("h").at(0);
+  std::string tap = taps().begin()->first;
+  for (const std::string& line : std::vector<std::string>{"INSTANCE=h", "MAC=" + nic.value("mac", "?"), "MODE=nat",
+                                                           "INTERFACE=" + tap, "IP=10.81.0.2", "LINK=crlbr0",
+                                                           "BRIDGE=crlbr0", "TAGS="})
+    EXPECT_NE(env.find(line + "\n"), std::string::npos) << line << "\n" << env;
+  EXPECT_NE(env.find("INTERFACE_INDEX="), std::string::npos) << env;
+  // Nothing of corrald's own environment leaks in.
+  size_t vars = std::count(env.begin(), env.end(), '\n');
+  EXPECT_LE(vars, 12u) << env;
+
+  ok({"vm", "stop", "h", "--force"});
+  std::ofstream(h_.dir() / "fail") << "";
+  auto refused = h_.cli({"vm", "start", "h"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("hook"), std::string::npos) << refused.err;
+  EXPECT_TRUE(taps().empty());
 }
 
 TEST_F(NetworkTest, ExhaustedPoolAndHostnameCollisionLeaveNothingBehind) {
