@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "host/qemu_img.h"
+#include "util/strings.h"
 
 namespace corral::api {
 using nlohmann::json;
@@ -195,18 +196,6 @@ Result<std::vector<std::string>> stringList(const json& body, const char* key, s
   return out;
 }
 
-std::vector<std::string> commaList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<core::NicRequest> parseNicRequest(const json& body, std::string_view prefix) {
@@ -260,7 +249,7 @@ json toJson(const store::NetworkRecord& n) {
     j["gateway"] = n.gateway;
     j["pool_start"] = n.poolStart;
     j["pool_end"] = n.poolEnd;
-    j["dns"] = commaList(n.dns);
+    j["dns"] = util::splitList(n.dns);
     j["domain"] = n.domain;
   }
   return j;
@@ -269,7 +258,7 @@ json toJson(const store::NetworkRecord& n) {
 json toJson(const store::NicRecord& n) {
   json j = {{"name", n.name}, {"vm", n.vm},   {"network", n.network}, {"model", n.model},
             {"mac", n.mac},   {"ip", n.ip},   {"hostname", n.hostname}, {"created_at", n.createdAt}};
-  j["forwards"] = commaList(n.forwards);
+  j["forwards"] = util::splitList(n.forwards);
   return j;
 }
 

@@ -13,6 +13,7 @@
 #include "host/dnsmasq.h"
 #include "util/ipv4.h"
 #include "util/names.h"
+#include "util/strings.h"
 
 namespace corral::core {
 namespace fs = std::filesystem;
@@ -99,32 +100,10 @@ Result<Forward> parseForward(const std::string& text) {
   return f;
 }
 
-std::vector<std::string> splitList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size() && !s.empty()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
-std::string joinList(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
-  return out;
-}
-
 // A DNS domain: dot-separated hostname labels, at most 253 characters.
 Result<void> checkDomain(const std::string& domain) {
   if (domain.size() > 253) return Error::invalidInput("domain", domain, "must be at most 253 characters");
-  for (const auto& label : splitList([&] {
-         std::string s = domain;
-         std::replace(s.begin(), s.end(), '.', ',');
-         return s;
-       }())) {
+  for (const auto& label : util::splitList(domain, '.')) {
     if (!util::validateHostname("domain", label).ok())
       return Error::invalidInput("domain", domain, "must be dot-separated labels of letters, digits and '-'");
   }
@@ -219,7 +198,7 @@ Result<store::NetworkRecord> Networks::create(const Principal& who, const Networ
   CORRAL_TRY(util::validateVmName("name", req.name));
   store::NetworkRecord net;
   net.name = req.name;
-  net.mode = req.mode.empty() ? "nat" : req.mode;
+  net.mode = req.mode;
   net.description = req.description;
   if (net.mode != "user" && net.mode != "nat" && net.mode != "bridged")
     return Error::invalidInput("mode", req.mode, "must be user, nat or bridged");
@@ -234,7 +213,7 @@ Result<store::NetworkRecord> Networks::create(const Principal& who, const Networ
                                 {"domain", &req.domain}}) {
       if (!value->empty()) return Error::invalidInput(field, *value, "a user network has no such setting");
     }
-    if (!req.dns.empty()) return Error::invalidInput("dns", joinList(req.dns), "a user network has no such setting");
+    if (!req.dns.empty()) return Error::invalidInput("dns", util::joinList(req.dns), "a user network has no such setting");
     Ipv4 bind = CORRAL_TRY(util::parseIpv4("forward_bind", req.forwardBind.empty() ? "127.0.0.1" : req.forwardBind));
     net.forwardBind = bind.str();
   } else {
@@ -375,7 +354,7 @@ Result<void> Networks::refreshDnsmasq(const store::NetworkRecord& net) {
   dc.gateway = net.gateway;
   dc.subnet = net.subnet;
   dc.domain = net.domain;
-  dc.dns = splitList(net.dns);
+  dc.dns = util::splitList(net.dns);
   for (const auto& n : CORRAL_TRY(store_.listNetworkNics(net.name))) dc.hosts.push_back({n.mac, n.ip, n.hostname});
   return host::net::updateDnsmasq(dc);  // starts one when none runs
 }
@@ -459,7 +438,7 @@ Result<store::NicRecord> Networks::attach(const store::VmRecord& vm, const NicRe
     auto all = CORRAL_TRY(store_.listAllNics());
     std::set<std::string> taken;
     for (const auto& other : all)
-      for (const auto& text : splitList(other.forwards)) {
+      for (const auto& text : util::splitList(other.forwards)) {
         auto f = parseForward(text);
         if (f.ok()) taken.insert(fmt::format("{}:{}", f->proto, f->hostPort));
       }
@@ -471,7 +450,7 @@ Result<store::NicRecord> Networks::attach(const store::VmRecord& vm, const NicRe
                                     fmt::format("host port {} ({}) is already forwarded", f.hostPort, f.proto));
       canonical.push_back(fmt::format("{}:{}:{}", f.proto, f.hostPort, f.guestPort));
     }
-    nic.forwards = joinList(canonical);
+    nic.forwards = util::joinList(canonical);
     return insertWithAddress(nic, net, /*pickIp=*/false);
   }
 
@@ -534,7 +513,7 @@ Result<std::vector<PreparedNic>> Networks::prepare(const store::VmRecord& vm,
     p.nic.model = rec.model == "e1000" ? qemu::NicModel::E1000 : qemu::NicModel::VirtioNet;
     p.nic.mac = rec.mac;
     if (net.mode == "user") {
-      for (const auto& text : splitList(rec.forwards)) {
+      for (const auto& text : util::splitList(rec.forwards)) {
         Forward f = CORRAL_TRY(parseForward(text));
         p.nic.forwards.push_back(
             {.proto = f.proto, .hostAddr = net.forwardBind, .hostPort = f.hostPort, .guestPort = f.guestPort});

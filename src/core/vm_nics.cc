@@ -10,6 +10,7 @@
 #include "host/cloud_init.h"
 #include "util/ipv4.h"
 #include "util/rollback.h"
+#include "util/strings.h"
 
 namespace corral::core {
 namespace fs = std::filesystem;
@@ -18,18 +19,6 @@ namespace {
 
 constexpr size_t kMaxNics = 8;
 constexpr const char* kSeedCdromId = "seed";
-
-std::vector<std::string> splitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -104,7 +93,7 @@ Result<std::string> VmManager::writeSeed(const store::VmRecord& vm, const std::v
       auto subnet = CORRAL_TRY(util::parseIpv4Subnet("subnet", net.subnet));
       s.address = fmt::format("{}/{}", n.ip, subnet.prefix);
       s.gateway = net.gateway;
-      s.dns = splitComma(net.dns);
+      s.dns = util::splitList(net.dns);
       if (!net.domain.empty()) s.search = {net.domain};
       if (seed.fqdn.empty() && !n.hostname.empty()) {
         seed.hostname = n.hostname;

@@ -14,6 +14,7 @@
 #include "cli/context.h"
 #include "cli/output.h"
 #include "cli_fake_daemon.h"
+#include "cli_run.h"
 
 namespace corral::cli {
 namespace {
@@ -23,35 +24,9 @@ using testutil::FakeDaemon;
 using testutil::Reply;
 using testutil::SeenRequest;
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-Run corral(const FakeDaemon& daemon, std::vector<std::string> args) {
-  Context ctx;
-  ctx.socketPath = daemon.socketPath();
-  ctx.socketGiven = true;
-  CLI::App app{"corral", "corral"};
-  app.require_subcommand(1);
-  addVmCommands(app, ctx);
-  addNetworkCommands(app, ctx);
-  args.insert(args.begin(), "corral");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  Run r;
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  try {
-    app.parse(int(argv.size()), argv.data());
-    r.code = ctx.action ? ctx.action() : kExitUsage;
-  } catch (const CLI::ParseError& e) {
-    std::cerr << e.what() << '\n';
-    r.code = kExitUsage;
-  }
-  r.out = ::testing::internal::GetCapturedStdout();
-  r.err = ::testing::internal::GetCapturedStderr();
-  return r;
+// `corral ARGS...` with the vm and network nouns.
+testutil::CliRun corral(const FakeDaemon& daemon, std::vector<std::string> args) {
+  return testutil::runCli(daemon, std::move(args), {addVmCommands, addNetworkCommands});
 }
 
 const char* kLan =

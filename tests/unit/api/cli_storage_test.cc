@@ -21,6 +21,7 @@
 #include "cli/context.h"
 #include "cli/output.h"
 #include "cli_fake_daemon.h"
+#include "cli_run.h"
 #include "support/temp_dir.h"
 
 namespace corral::cli {
@@ -31,40 +32,9 @@ using testutil::FakeDaemon;
 using testutil::Reply;
 using testutil::SeenRequest;
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-// Parses args as `corral ARGS...` against the daemon's socket and runs the
-// chosen action, capturing stdout and stderr. A parse error is exit 2, as in
-// main().
-Run corral(const FakeDaemon &daemon, std::vector<std::string> args) {
-  Context ctx;
-  ctx.socketPath = daemon.socketPath();
-  ctx.socketGiven = true;
-  CLI::App app{"corral", "corral"};
-  app.require_subcommand(1);
-  addImageCommands(app, ctx);
-  addVmCommands(app, ctx);
-  addDiskCommands(app, ctx);
-  args.insert(args.begin(), "corral");
-  std::vector<const char *> argv;
-  for (const auto &a : args)
-    argv.push_back(a.c_str());
-  Run r;
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  try {
-    app.parse(int(argv.size()), argv.data());
-    r.code = ctx.action ? ctx.action() : kExitUsage;
-  } catch (const CLI::ParseError &e) {
-    std::cerr << e.what() << '\n';
-    r.code = kExitUsage;
-  }
-  r.out = ::testing::internal::GetCapturedStdout();
-  r.err = ::testing::internal::GetCapturedStderr();
-  return r;
+// `corral ARGS...` with the storage nouns.
+testutil::CliRun corral(const FakeDaemon &daemon, std::vector<std::string> args) {
+  return testutil::runCli(daemon, std::move(args), {addImageCommands, addVmCommands, addDiskCommands});
 }
 
 // Answers like corrald for the routes these tests use.

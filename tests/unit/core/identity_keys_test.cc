@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/ssh_keys.h"
+
 #include "core/identity.h"
 #include "support/temp_dir.h"
 #include "util/ssh_key.h"
@@ -17,20 +19,7 @@
 namespace corral::core {
 namespace {
 
-// An ed25519 public key line whose 32 key bytes are all `fill`.
-std::string edKey(char fill, const std::string& comment = "") {
-  std::string blob;
-  for (const std::string& part : {std::string("ssh-ed25519"), std::string(32, fill)}) {
-    uint32_t n = static_cast<uint32_t>(part.size());
-    for (int shift = 24; shift >= 0; shift -= 8) blob.push_back(static_cast<char>((n >> shift) & 0xff));
-    blob += part;
-  }
-  std::string b64(4 * ((blob.size() + 2) / 3) + 1, '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
-                            reinterpret_cast<const unsigned char*>(blob.data()), static_cast<int>(blob.size()));
-  b64.resize(static_cast<size_t>(len));
-  return "ssh-ed25519 " + b64 + (comment.empty() ? "" : " " + comment);
-}
+std::string edKey(char fill, const std::string& comment = "") { return testing::ed25519KeyLine(fill, comment); }
 
 class IdentityKeysTest : public ::testing::Test {
  protected:

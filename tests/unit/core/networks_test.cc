@@ -22,6 +22,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "support/private_netns.h"
+
 #include "host/dnsmasq.h"
 #include "support/temp_dir.h"
 #include "util/command.h"
@@ -30,7 +32,6 @@ namespace corral::core {
 namespace {
 
 namespace fs = std::filesystem;
-std::string gNetnsProblem = "main() did not run";
 
 const Principal kAdmin{.login = "root", .admin = true};
 const Principal kUser{.login = "alice"};
@@ -38,7 +39,7 @@ const Principal kUser{.login = "alice"};
 class NetworksTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!gNetnsProblem.empty()) GTEST_FAIL() << gNetnsProblem;
+    if (!corral::testing::privateNetnsProblem().empty()) GTEST_FAIL() << corral::testing::privateNetnsProblem();
     // Enterable by others: dnsmasq drops root and rereads its hosts files here.
     fs::permissions(tmp_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     ASSERT_TRUE(dir_.prepare().ok());
@@ -59,8 +60,12 @@ class NetworksTest : public ::testing::Test {
   }
 
   store::VmRecord vm(const std::string& name) {
-    auto v = store_->insertVm(store::VmRecord{.name = name, .uuid = "uuid-" + name, .image = "demo",
-                                              .memoryMib = 128, .vcpus = 1, .createdAt = store::nowRfc3339(),
+    auto v = store_->insertVm(store::VmRecord{.name = name,
+                                              .uuid = "uuid-" + name,
+                                              .image = "demo",
+                                              .memoryMib = 128,
+                                              .vcpus = 1,
+                                              .createdAt = store::nowRfc3339(),
                                               .owner = "alice"});
     EXPECT_TRUE(v.ok()) << v.error().describe();
     return v.ok() ? *v : store::VmRecord{};
@@ -154,8 +159,12 @@ TEST_F(NetworksTest, NatNetworkComesUpWithDefaultsAndGoesAwayWhole) {
 }
 
 TEST_F(NetworksTest, NicsTakeTheLowestFreeAddressAndGiveItBack) {
-  ASSERT_TRUE(nets_->create(kAdmin, {.name = "tiny", .mode = "nat", .subnet = "10.92.0.0/29", .poolStart = "10.92.0.2",
-                                     .poolEnd = "10.92.0.4"})
+  ASSERT_TRUE(nets_
+                  ->create(kAdmin, {.name = "tiny",
+                                    .mode = "nat",
+                                    .subnet = "10.92.0.0/29",
+                                    .poolStart = "10.92.0.2",
+                                    .poolEnd = "10.92.0.4"})
                   .ok());
   auto a = vm("a"), b = vm("b"), c = vm("c");
   auto a0 = nets_->attach(a, {.network = "tiny"}, "nic0");
@@ -260,17 +269,4 @@ TEST_F(NetworksTest, TapNamesAndStaleTapRemoval) {
 }  // namespace
 }  // namespace corral::core
 
-// A network namespace of our own before gtest (or anything) starts a thread:
-// unshare() moves only the calling thread; every later thread and child
-// inherits it.
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (::unshare(CLONE_NEWNET) != 0)
-    corral::core::gNetnsProblem =
-        fmt::format("needs root for a private network namespace: unshare: {}", std::strerror(errno));
-  else if (auto up = corral::host::net::setLinkUp("lo"); !up.ok())
-    corral::core::gNetnsProblem = up.error().describe();
-  else
-    corral::core::gNetnsProblem.clear();
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return corral::testing::runTestsInPrivateNetns(argc, argv); }

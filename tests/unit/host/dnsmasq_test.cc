@@ -24,6 +24,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/private_netns.h"
+
 #include "host/dnsmasq.h"
 #include "host/net.h"
 #include "support/files.h"
@@ -36,8 +38,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-std::string gNetnsProblem = "main() did not run";  // "" once in a private network namespace
 
 constexpr const char* kBridge = "crldns0";
 constexpr const char* kGateway = "10.77.0.1";
@@ -181,8 +181,8 @@ DnsmasqConfig baseConfig(const std::string& dir) {
 class DnsmasqTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!gNetnsProblem.empty()) {
-      GTEST_SKIP() << gNetnsProblem;
+    if (!corral::testing::privateNetnsProblem().empty()) {
+      GTEST_FAIL() << corral::testing::privateNetnsProblem();
     }
     ASSERT_TRUE(::access("/usr/sbin/dnsmasq", X_OK) == 0) << "dnsmasq missing: run scripts/install-deps";
     ::chmod(tmp_.path().c_str(), 0711);
@@ -399,16 +399,4 @@ TEST(DnsmasqConfigTest, RefusesBadValues) {
 }  // namespace
 }  // namespace corral::host::net
 
-// A network namespace of our own before gtest (or anything) starts a thread;
-// dnsmasq and the tools inherit it.
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (::unshare(CLONE_NEWNET) != 0)
-    corral::host::net::gNetnsProblem =
-        fmt::format("needs root for a private network namespace: unshare: {}", std::strerror(errno));
-  else if (auto up = corral::host::net::setLinkUp("lo"); !up.ok())
-    corral::host::net::gNetnsProblem = up.error().describe();
-  else
-    corral::host::net::gNetnsProblem.clear();
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return corral::testing::runTestsInPrivateNetns(argc, argv); }

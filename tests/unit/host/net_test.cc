@@ -22,7 +22,9 @@
 #include <net/if.h>
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include "support/private_netns.h"
 
 #include "host/net.h"
 #include "support/files.h"
@@ -36,13 +38,11 @@ namespace {
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string gNetnsProblem = "main() did not run";  // "" once in a private network namespace
-
-#define REQUIRE_NETNS()              \
-  do {                               \
-    if (!gNetnsProblem.empty()) {    \
-      GTEST_SKIP() << gNetnsProblem; \
-    }                                \
+#define REQUIRE_NETNS()                                       \
+  do {                                                        \
+    if (!corral::testing::privateNetnsProblem().empty()) {    \
+      GTEST_FAIL() << corral::testing::privateNetnsProblem(); \
+    }                                                         \
   } while (0)
 
 // Runs a tool and returns its stdout; fails the test on a non-zero exit.
@@ -465,17 +465,4 @@ TEST_F(NicHookTest, RefusesRelativeOrNonExecutable) {
 }  // namespace
 }  // namespace corral::host::net
 
-// A network namespace of our own before gtest (or anything) starts a thread:
-// unshare() moves only the calling thread, and every later thread and child
-// inherits it from there.
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (::unshare(CLONE_NEWNET) != 0)
-    corral::host::net::gNetnsProblem =
-        fmt::format("needs root for a private network namespace: unshare: {}", std::strerror(errno));
-  else if (auto up = corral::host::net::setLinkUp("lo"); !up.ok())
-    corral::host::net::gNetnsProblem = up.error().describe();
-  else
-    corral::host::net::gNetnsProblem.clear();
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return corral::testing::runTestsInPrivateNetns(argc, argv); }
