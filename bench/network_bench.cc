@@ -28,9 +28,10 @@
 //   2. NIC setup time per start: `POST /api/v1/vms/NAME/actions/start` (waited
 //      for: it answers after QEMU's `cont`, not after the guest boots) of the
 //      same guest with no NIC (the reference), with 1 and with 4 nat NICs;
-//      median of N (R) starts each after one untimed warm-up, in rotating
-//      order, each followed by a forced stop. Each start is checked to have
-//      made its taps.
+//      median of N (10; a start is cheap, and 3 are too few to tell a NIC's
+//      cost from a loaded machine's noise) starts each after one untimed
+//      warm-up, in rotating order, each followed by a forced stop. Each start
+//      is checked to have made its taps, and the next waits until they are gone.
 //
 // How to read it: under TCG the guests' emulated CPUs are the bound of figure
 // 1 on both sides, so a ratio near 1 says that corral adds nothing to the data
@@ -52,7 +53,6 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -106,7 +106,7 @@ const std::vector<std::string> kVms{"na", "nb"};
 struct Options {
   int mib = 64;
   int runs = 3;
-  int starts = 0;  // 0: runs
+  int starts = 10;
   std::string keepLog;
 };
 
@@ -514,8 +514,9 @@ Result<std::vector<Row>> run(const Paths& paths, const fs::path& root, const std
     CORRAL_TRY(bare[i].console->expect("CORRAL-NET-NONE eth0", 120s));
     CORRAL_TRY(runShell(*bare[i].console, fmt::format("ifconfig eth0 {} netmask 255.255.255.0 up", kBareIps[i]), 60s));
   }
-  std::printf("  four guests up: corral's %s -> %s on %s, bare %s -> %s on %s\n", kVms[0].c_str(), corralPeer.c_str(),
-              bridge.c_str(), kVms[0].c_str(), kBareIps[1].c_str(), kBareBridge);
+  std::printf("  four guests up: corral's %s -> %s %s on %s, the bare ones' %s -> %s %s on %s\n", kVms[0].c_str(),
+              kVms[1].c_str(), corralPeer.c_str(), bridge.c_str(), kVms[0].c_str(), kVms[1].c_str(),
+              kBareIps[1].c_str(), kBareBridge);
   std::fflush(stdout);
 
   const Side corralSide{"corral", ours[0].get(), ours[1].get(), corralPeer, bridge};
@@ -608,7 +609,7 @@ Result<std::vector<Row>> run(const Paths& paths, const fs::path& root, const std
     return corral::ok();
   };
   for (Case& c : cases) CORRAL_TRY(startOnce(c, false));
-  const int starts = o.starts > 0 ? o.starts : o.runs;
+  const int starts = o.starts;
   for (int r = 0; r < starts; ++r)
     for (size_t k = 0; k < cases.size(); ++k) CORRAL_TRY(startOnce(cases[(r + k) % cases.size()], true));
   std::printf("  POST /api/v1/vms/NAME/actions/start (answered after cont), %d starts each, rotating; corrald %s\n",
@@ -631,7 +632,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: network_bench [--bin DIR] [--guest DIR] [--tmp DIR] [--mib M] [--runs R] [--starts N]"
                " [--keep-log FILE]\n"
-               "  --mib: MiB per transfer (64); --runs: transfers per side (3); --starts: starts per case (R)\n");
+               "  --mib: MiB per transfer (64); --runs: transfers per side (3); --starts: starts per case (10)\n");
   return 2;
 }
 
@@ -680,6 +681,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   Janitor::get().setRoot(*made);
+  // dnsmasq, which corrald runs as its own user, rereads its hosts files under
+  // the state dir: every directory above them must let it through.
+  std::error_code permErr;
+  fs::permissions(*made, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec, permErr);
   const corral::bench::LoadAvg load = corral::bench::loadAvg();
   std::printf("%s: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", kProg, std::thread::hardware_concurrency(),
               load.l1, load.l5, load.l15, made->c_str());
