@@ -147,12 +147,18 @@ void startSignalThread(std::string prog, std::function<void()> cleanup) {
   }).detach();
 }
 
-Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix) {
+Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix,
+                                  std::function<void()> alsoOnSignal, fs::perms tmpMode) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  startSignalThread(prog, [] { Janitor::get().cleanup(); });
+  startSignalThread(prog, [alsoOnSignal = std::move(alsoOnSignal)] {
+    Janitor::get().cleanup();
+    if (alsoOnSignal) alsoOnSignal();
+  });
   auto made = makeTempDir(tmpParent, prefix);
   if (!made.ok()) return made.error();
   Janitor::get().setRoot(*made);
+  std::error_code permErr;
+  fs::permissions(*made, tmpMode, permErr);
   const LoadAvg load = loadAvg();
   std::printf("%s: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", prog.c_str(), std::thread::hardware_concurrency(),
               load.l1, load.l5, load.l15, made->c_str());

@@ -101,9 +101,11 @@ void startSignalThread(std::string prog, std::function<void()> cleanup);
 // subreaper (a killed corrald's QEMUs come to us, to be reaped), takes SIGINT,
 // SIGTERM and SIGHUP in the signal thread (which cleans up everything the
 // Janitor knows), makes its temp dir tmpParent/PREFIX.XXXXXX as the Janitor's
-// root and prints "PROG: N cores, loadavg A B C, temp dir D". An error says why
-// the benchmark cannot run.
-Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix);
+// root (mode tmpMode) and prints "PROG: N cores, loadavg A B C, temp dir D".
+// alsoOnSignal runs after the Janitor's cleanup on a signal (what the Janitor
+// does not know: a network namespace). An error says why the benchmark cannot run.
+Result<fs::path> beginDaemonBench(const std::string& prog, const fs::path& tmpParent, const std::string& prefix,
+                                  std::function<void()> alsoOnSignal = {}, fs::perms tmpMode = fs::perms::owner_all);
 
 // A preExec hook: the child gets SIGKILL when we die, even by SIGKILL.
 Result<void> dieWithUs();

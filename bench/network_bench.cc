@@ -43,7 +43,6 @@
 // corral; default $CORRAL_BINARY_DIR/bin), --guest DIR (the test guest; default
 // $CORRAL_BINARY_DIR/guest). --mib M, --runs R, --starts N, --keep-log FILE.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -669,26 +668,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // beginDaemonBench's start, with the namespace in the signal thread's clean-up.
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  corral::bench::startSignalThread(kProg, [] {
-    Janitor::get().cleanup();
-    Namespace::get().remove();
-  });
-  auto made = corral::bench::makeTempDir(tmp, "crnb");
+  // The namespace goes on a signal too. dnsmasq, which corrald runs as its own
+  // user, rereads its hosts files under the state dir: every directory above
+  // them must let it through.
+  auto made = corral::bench::beginDaemonBench(
+      kProg, tmp, "crnb", [] { Namespace::get().remove(); },
+      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   if (!made.ok()) {
     std::fprintf(stderr, "%s: %s\n", kProg, made.error().message.c_str());
     return 1;
   }
-  Janitor::get().setRoot(*made);
-  // dnsmasq, which corrald runs as its own user, rereads its hosts files under
-  // the state dir: every directory above them must let it through.
-  std::error_code permErr;
-  fs::permissions(*made, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec, permErr);
-  const corral::bench::LoadAvg load = corral::bench::loadAvg();
-  std::printf("%s: %u cores, loadavg %.2f %.2f %.2f, temp dir %s\n", kProg, std::thread::hardware_concurrency(),
-              load.l1, load.l5, load.l15, made->c_str());
-  std::fflush(stdout);
 
   int rc = 0;
   std::vector<Row> rows;

@@ -480,9 +480,7 @@ Result<void> VmManager::remove(const Principal& who, const std::string& name) {
     // Its NICs went with the row: their addresses and hostnames are free, and
     // dnsmasq forgets them.
     networks_.forget(nics);
-    std::error_code ec;
-    fs::remove(seedPath(vm), ec);
-    fs::remove(seedPath(vm).string() + ".digest", ec);
+    removeSeed(vm);
     publish("vm.deleted", vm);
   }
   std::lock_guard lock(mu_);

@@ -249,6 +249,7 @@ class VmManager {
   // only when its content changed; its path.
   Result<std::string> writeSeed(const store::VmRecord& vm, const std::vector<store::NicRecord>& nics);
   std::filesystem::path seedPath(const store::VmRecord& vm) const;
+  void removeSeed(const store::VmRecord& vm);  // the CD and its digest
   // For a start: the VM's NICs made ready (taps open) and put in spec, with its
   // seed CD. The fds in the result must outlive the launch.
   Result<std::vector<PreparedNic>> prepareNetwork(const store::VmRecord& vm, qemu::VmSpec& spec);

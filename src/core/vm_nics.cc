@@ -23,6 +23,8 @@ constexpr const char* kSeedCdromId = "seed";
 }  // namespace
 
 Result<void> VmManager::createNics(const store::VmRecord& vm, const CreateVmRequest& req, util::Rollback& rb) {
+  // A create that starts the VM and fails there leaves no seed CD either.
+  rb.add([this, vm] { removeSeed(vm); });
   std::vector<NicRequest> wanted = req.nics;
   if (wanted.empty() && !req.noNetwork && !networks_.config().defaultNetwork.empty()) {
     auto def = CORRAL_TRY(store_.findNetwork(networks_.config().defaultNetwork));
@@ -79,6 +81,12 @@ Result<void> VmManager::removeNic(const Principal& who, const std::string& name,
 }
 
 fs::path VmManager::seedPath(const store::VmRecord& vm) const { return dir_.root() / "seeds" / (vm.uuid + ".iso"); }
+
+void VmManager::removeSeed(const store::VmRecord& vm) {
+  std::error_code ec;
+  fs::remove(seedPath(vm), ec);
+  fs::remove(seedPath(vm).string() + ".digest", ec);
+}
 
 Result<std::string> VmManager::writeSeed(const store::VmRecord& vm, const std::vector<store::NicRecord>& nics) {
   host::SeedConfig seed;
