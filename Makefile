@@ -2,9 +2,10 @@
 BUILD ?= build
 STATE ?= $(CURDIR)/.corral
 GUEST := $(BUILD)/guest
+DEBIAN_GUEST := $(BUILD)/debian-guest
 CMAKE_FLAGS ?=
 
-.PHONY: run test deps build guest bench asan clean
+.PHONY: run test deps build guest debian-guest bench asan clean
 
 deps:
 	@scripts/install-deps
@@ -18,7 +19,12 @@ build: deps $(BUILD)/build.ninja
 guest: deps
 	@scripts/build-test-guest $(GUEST)
 
-test: build guest
+# Debian 12 with cloud-init (debootstrap, needs root), for the slow test
+# tests/integration/cloud_init_debian_test.cc.
+debian-guest: deps
+	@scripts/build-debian-guest $(DEBIAN_GUEST)
+
+test: build guest debian-guest
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
 # The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.

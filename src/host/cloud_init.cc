@@ -136,7 +136,7 @@ std::string renderNetworkConfig(const SeedConfig& cfg) {
       out += "    dhcp4: false\n";
       appendList(out, "    ", "addresses", {nic.address});
       if (!nic.gateway.empty())
-        out += fmt::format("    routes:\n      - to: \"default\"\n        via: {}\n", q(nic.gateway));
+        out += fmt::format("    routes:\n      - to: \"0.0.0.0/0\"\n        via: {}\n", q(nic.gateway));
     }
     if (!nic.dns.empty() || !nic.search.empty()) {
       out += "    nameservers:\n";

@@ -125,6 +125,19 @@ TEST_F(CloudInitDebianTest, DebianGuestAppliesHostnameKeyAndAddressFromTheSeed) 
       << "cloud-init did not finish within " << kCloudInitDeadline.count() << "s; the console:\n"
       << console;
   EXPECT_NE(console.find("DataSourceNoCloud"), std::string::npos) << console;
+  // Seed content this cloud-init refuses shows as a failed stage and a traceback
+  // on the console, not as a failure of its own: name those lines.
+  std::string complaints;
+  std::istringstream consoleLines(console);
+  for (std::string line; std::getline(consoleLines, line);) {
+    for (const char* bad : {"failed stage", "Traceback", "[ERROR]", "[WARNING]", "Error:"}) {
+      if (line.find(bad) != std::string::npos) {
+        complaints += line + "\n";
+        break;
+      }
+    }
+  }
+  EXPECT_TRUE(complaints.empty()) << "cloud-init complained about the seed:\n" << complaints;
 
   // The key and the address: ssh in, as Debian's default user.
   CliResult r;

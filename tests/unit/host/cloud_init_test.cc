@@ -104,7 +104,7 @@ TEST(CloudInit, RendersExactText) {
             "    addresses:\n"
             "      - \"10.77.0.5/24\"\n"
             "    routes:\n"
-            "      - to: \"default\"\n"
+            "      - to: \"0.0.0.0/0\"\n"
             "        via: \"10.77.0.1\"\n"
             "    nameservers:\n"
             "      addresses:\n"
@@ -146,7 +146,7 @@ TEST(CloudInit, RenderedYamlParsesBackToTheValues) {
                  {{"match", {{"macaddress", "52:54:00:ab:cd:01"}}},
                   {"dhcp4", false},
                   {"addresses", {"10.77.0.5/24"}},
-                  {"routes", json::array({{{"to", "default"}, {"via", "10.77.0.1"}}})},
+                  {"routes", json::array({{{"to", "0.0.0.0/0"}, {"via", "10.77.0.1"}}})},
                   {"nameservers", {{"addresses", {"10.77.0.1"}}, {"search", {"corral.lan"}}}}}},
                 {"nic1", {{"match", {{"macaddress", "52:54:00:00:00:02"}}}, {"dhcp4", true}}}}}};
   EXPECT_EQ(yamlLoad(renderNetworkConfig(c)), net);
