@@ -357,4 +357,37 @@ Result<core::ImportImageRequest> parseImportImage(const json& body) {
   return req;
 }
 
+// ---- identity (routes_identity.cc)
+
+json nullIfEmptyString(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+json toJson(const store::UserRecord& u) {
+  return {{"login", u.login},           {"display_name", u.displayName}, {"email", u.email},
+          {"admin", u.admin},           {"has_password", !u.passwordHash.empty()},
+          {"created_at", u.createdAt},  {"version", u.version}};
+}
+
+json toJson(const store::GroupRecord& g) {
+  return {{"name", g.name}, {"description", g.description}, {"created_at", g.createdAt}, {"members", g.members}};
+}
+
+json toJson(const store::TokenRecord& t) {
+  return {{"id", t.id},
+          {"user", t.login},
+          {"name", t.name},
+          {"created_at", t.createdAt},
+          {"expires_at", nullIfEmptyString(t.expiresAt)},
+          {"revoked_at", nullIfEmptyString(t.revokedAt)}};
+}
+
+// The key's type is its line's first word (the store keeps the canonical line).
+json toJson(const store::SshKeyRecord& k) {
+  return {{"id", k.id},
+          {"name", k.name},
+          {"type", k.key.substr(0, k.key.find(' '))},
+          {"fingerprint", k.fingerprint},
+          {"key", k.key},
+          {"created_at", k.createdAt}};
+}
+
 }  // namespace corral::api

@@ -43,6 +43,14 @@ nlohmann::json toJson(const store::NetworkRecord& net);
 nlohmann::json toJson(const store::NicRecord& nic);
 nlohmann::json toJson(const core::NetworkInfo& info);  // GET /networks/{name}
 
+// Identity: users, groups, API tokens (never the secret), SSH keys.
+nlohmann::json toJson(const store::UserRecord& user);
+nlohmann::json toJson(const store::GroupRecord& group);
+nlohmann::json toJson(const store::TokenRecord& token);
+nlohmann::json toJson(const store::SshKeyRecord& key);
+// "" -> null, for optional timestamps.
+nlohmann::json nullIfEmptyString(const std::string& s);
+
 Result<core::CreateVmRequest> parseCreateVm(const nlohmann::json& body);
 Result<core::NetworkRequest> parseNetworkRequest(const nlohmann::json& body);
 // {"network", "model", "mac", "ip", "hostname", "forwards": ["tcp:2222:22"]}; errors name prefix.key.

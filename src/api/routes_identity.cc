@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "api/auth.h"
+#include "api/json_model.h"
 
 namespace corral::api {
 
@@ -18,14 +19,6 @@ using nlohmann::json;
 
 // ---- JSON in: unknown keys and wrong types are refused by name, so that a
 // misspelt "display_nmae" is an error rather than silently ignored.
-
-Result<void> onlyKeys(const json& body, std::initializer_list<std::string_view> keys) {
-  if (!body.is_object()) return Error::invalidInput("body", body.dump(), "must be a JSON object");
-  for (const auto& [k, v] : body.items()) {
-    if (std::find(keys.begin(), keys.end(), k) == keys.end()) return Error::invalidInput(k, v.dump(), "unknown field");
-  }
-  return ok();
-}
 
 // nullopt when absent or null.
 Result<std::optional<std::string>> optString(const json& body, const char* key) {
@@ -56,38 +49,8 @@ Result<std::optional<std::string>> optSecret(const json& body, const char* key) 
   return std::optional<std::string>{it->get<std::string>()};
 }
 
-// ---- JSON out. Hashes stay in the store.
-
-json nullIfEmpty(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
-
-json toJson(const store::UserRecord& u) {
-  return {{"login", u.login},           {"display_name", u.displayName}, {"email", u.email},
-          {"admin", u.admin},           {"has_password", !u.passwordHash.empty()},
-          {"created_at", u.createdAt},  {"version", u.version}};
-}
-
-json toJson(const store::GroupRecord& g) {
-  return {{"name", g.name}, {"description", g.description}, {"created_at", g.createdAt}, {"members", g.members}};
-}
-
-json toJson(const store::TokenRecord& t) {
-  return {{"id", t.id},
-          {"user", t.login},
-          {"name", t.name},
-          {"created_at", t.createdAt},
-          {"expires_at", nullIfEmpty(t.expiresAt)},
-          {"revoked_at", nullIfEmpty(t.revokedAt)}};
-}
-
-// The key's type is its line's first word (the store keeps the canonical line).
-json toJson(const store::SshKeyRecord& k) {
-  return {{"id", k.id},
-          {"name", k.name},
-          {"type", k.key.substr(0, k.key.find(' '))},
-          {"fingerprint", k.fingerprint},
-          {"key", k.key},
-          {"created_at", k.createdAt}};
-}
+// ---- JSON out: toJson of users, groups, tokens and keys is json_model's. Hashes
+// stay in the store.
 
 template <class T>
 Response renderList(const char* key, const Result<std::vector<T>>& r) {

@@ -184,15 +184,6 @@ ssize_t writeNoSigpipe(int fd, const char* data, size_t len) {
   return n;
 }
 
-enum class Sink { Null, Buffer, Fd, File, Stdout };
-struct Output {
-  Sink kind = Sink::Null;
-  int fd = -1;
-  std::string path;
-  bool append = false;
-};
-enum class Source { Null, Buffer, Fd };
-
 std::string tail(const std::string& s, size_t max) {
   size_t end = s.find_last_not_of(" \n\t\r");
   if (end == std::string::npos) return {};
@@ -203,6 +194,23 @@ std::string tail(const std::string& s, size_t max) {
 }
 
 }  // namespace
+
+// Command::Impl's parts: in a named namespace (not an anonymous one), because a
+// member's type may not have internal linkage when this file is compiled as
+// part of a unity batch (CMake's UNITY_BUILD, -Wsubobject-linkage).
+namespace command_io {
+enum class Sink { Null, Buffer, Fd, File, Stdout };
+struct Output {
+  Sink kind = Sink::Null;
+  int fd = -1;
+  std::string path;
+  bool append = false;
+};
+enum class Source { Null, Buffer, Fd };
+}  // namespace command_io
+using command_io::Output;
+using command_io::Sink;
+using command_io::Source;
 
 void Command::setDryRunForTest(DryRunHook hook) {
   std::lock_guard lock(dryRunMutex());

@@ -17,6 +17,8 @@
 
 #include <fmt/format.h>
 
+#include "util/proc.h"
+
 namespace corral::util::metrics {
 namespace {
 
@@ -59,15 +61,6 @@ void appendLabels(std::string& out, const Labels& labels) {
     out += '"';
   }
   out += '}';
-}
-
-// The whole of a small /proc file, or nothing.
-std::optional<std::string> readSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 double clockTicks() {
@@ -349,7 +342,7 @@ Result<double> parseProcCpuSeconds(std::string_view statText) {
 }
 
 Result<double> processCpuSeconds(pid_t pid) {
-  auto text = readSmallFile(fmt::format("/proc/{}/stat", pid));
+  auto text = readTextFile(fmt::format("/proc/{}/stat", pid));
   if (!text) return Error::notFound(fmt::format("no process {}", pid));
   return parseProcCpuSeconds(*text);
 }
@@ -395,7 +388,7 @@ std::vector<std::pair<std::string, double>> parseCpuModes(std::string_view statT
 }
 
 void collectProcess(Emitter& out) {
-  auto stat = readSmallFile("/proc/self/stat");
+  auto stat = readTextFile("/proc/self/stat");
   auto f = stat ? statFieldsAfterComm(*stat) : std::vector<std::string_view>{};
   if (auto cpu = stat ? parseProcCpuSeconds(*stat) : Result<double>(Error::notFound("")); cpu.ok())
     out.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", {}, *cpu);
@@ -405,7 +398,7 @@ void collectProcess(Emitter& out) {
     out.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", {}, double(vsize));
     out.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {},
               double(rss) * double(::sysconf(_SC_PAGESIZE)));
-    if (auto s = readSmallFile("/proc/stat")) {
+    if (auto s = readTextFile("/proc/stat")) {
       size_t at = s->find("\nbtime ");
       uint64_t btime = 0;
       if (at != std::string::npos) {
@@ -430,7 +423,7 @@ void collectProcess(Emitter& out) {
 }
 
 void collectNode(Emitter& out) {
-  if (auto m = readSmallFile("/proc/meminfo")) {
+  if (auto m = readTextFile("/proc/meminfo")) {
     auto info = parseMeminfo(*m);
     if (auto it = info.find("MemTotal"); it != info.end())
       out.gauge("corral_node_memory_total_bytes", "Memory of this node (MemTotal).", {}, double(it->second));
@@ -440,7 +433,7 @@ void collectNode(Emitter& out) {
   }
   long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus > 0) out.gauge("corral_node_cpus", "Online CPUs of this node.", {}, double(cpus));
-  if (auto s = readSmallFile("/proc/stat")) {
+  if (auto s = readTextFile("/proc/stat")) {
     auto& fam = out.family("corral_node_cpu_seconds_total", Type::Counter, "CPU time of this node by mode, all CPUs.");
     for (auto& [mode, secs] : parseCpuModes(*s)) fam.samples.push_back({"", {{"mode", mode}}, secs});
   }

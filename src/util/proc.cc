@@ -8,6 +8,14 @@
 #include <sstream>
 
 namespace corral::util {
+
+std::optional<std::string> readTextFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 namespace {
 
 Result<std::string> readWholeFile(const std::string& path) {

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct ProcStat {
   // A zombie ('Z') or a dying task ('X') has finished running: only its exit status is left.
   bool finished() const { return state == 'Z' || state == 'X'; }
 };
+
+// The whole text of a small file such as /proc/stat or a /sys attribute;
+// nullopt when it cannot be opened.
+std::optional<std::string> readTextFile(const std::string& path);
 
 // Parses the text of /proc/PID/stat. InvalidInput when it is malformed.
 Result<ProcStat> parseProcStat(std::string_view text);

@@ -135,15 +135,8 @@ void runWorker(std::shared_ptr<BuildState> st, size_t first, std::shared_ptr<std
 
 // ---- /proc helpers
 
-std::string readSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int64_t bootTimeUnix() {
-  std::istringstream in(readSmallFile("/proc/stat"));
+  std::istringstream in(readTextFile("/proc/stat").value_or(""));
   std::string key;
   while (in >> key) {
     if (key == "btime") {

@@ -105,13 +105,6 @@ Result<void> setUp(Sampler& s) {
   return Error::unavailable("stack sampling: no free real-time signal");
 }
 
-std::string readSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::vector<pid_t> listTasks() {
   std::vector<pid_t> tids;
   DIR* d = ::opendir("/proc/self/task");
@@ -127,10 +120,10 @@ std::vector<pid_t> listTasks() {
 }
 
 void describeTask(ThreadStack& t) {
-  std::string comm = readSmallFile(fmt::format("/proc/self/task/{}/comm", t.tid));
+  std::string comm = readTextFile(fmt::format("/proc/self/task/{}/comm", t.tid)).value_or("");
   while (!comm.empty() && comm.back() == '\n') comm.pop_back();
   t.name = comm;
-  auto st = parseProcStat(readSmallFile(fmt::format("/proc/self/task/{}/stat", t.tid)));
+  auto st = parseProcStat(readTextFile(fmt::format("/proc/self/task/{}/stat", t.tid)).value_or(""));
   if (st.ok()) t.state = st->state;
 }
 

@@ -13,6 +13,7 @@
 
 #include "host/key_store.h"
 #include "host/storage_pool.h"
+#include "host/storage_pool_internal.h"
 #include "support/files.h"
 #include "support/temp_dir.h"
 
@@ -22,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using corral::testing::modeOf;
 using corral::testing::readAll;
-constexpr int64_t kMiB = int64_t(1) << 20;
+using pool_detail::kMiB;
 
 class DirPoolTest : public ::testing::Test {
  protected:

@@ -38,7 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 using pool_detail::kLuksReserve;
 using pool_detail::kLvmConfig;
-constexpr int64_t kMiB = int64_t(1) << 20;
+using pool_detail::kMiB;
 
 std::string readRange(const fs::path& p, int64_t from, int64_t len) {
   std::ifstream in(p, std::ios::binary);

@@ -26,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using corral::testing::modeOf;
 using corral::testing::readAll;
-constexpr int64_t kMiB = int64_t(1) << 20;
+constexpr int64_t kOneMiB = int64_t(1) << 20;
 
 QemuImg fastQemuImg() {
   QemuImg q;
@@ -37,41 +37,41 @@ QemuImg fastQemuImg() {
 // A raw file of size bytes, each MiB filled with its own byte value.
 void writePattern(const fs::path& p, int64_t size) {
   std::ofstream out(p, std::ios::binary);
-  for (int64_t off = 0; off < size; off += kMiB) out << std::string(size_t(kMiB), char('a' + (off / kMiB) % 26));
+  for (int64_t off = 0; off < size; off += kOneMiB) out << std::string(size_t(kOneMiB), char('a' + (off / kOneMiB) % 26));
 }
 
 TEST(QemuImg, CreateInfoResize) {
   testing::TempDir dir;
   QemuImg q = fastQemuImg();
   const std::string path = (dir / "a.qcow2").string();
-  ASSERT_TRUE(q.create(path, "qcow2", 64 * kMiB).ok());
+  ASSERT_TRUE(q.create(path, "qcow2", 64 * kOneMiB).ok());
   EXPECT_EQ(modeOf(path), 0600u);
   auto info = q.info(path, "qcow2");
   ASSERT_TRUE(info.ok()) << info.error().describe();
   EXPECT_EQ(info->format, "qcow2");
-  EXPECT_EQ(info->virtualSize, 64 * kMiB);
+  EXPECT_EQ(info->virtualSize, 64 * kOneMiB);
   EXPECT_GT(info->actualSize, 0);
   EXPECT_EQ(info->backingFile, "");
   EXPECT_FALSE(info->encrypted);
 
-  auto r = q.resize(path, "qcow2", 128 * kMiB);
+  auto r = q.resize(path, "qcow2", 128 * kOneMiB);
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_EQ(q.info(path, "qcow2")->virtualSize, 128 * kMiB);
+  EXPECT_EQ(q.info(path, "qcow2")->virtualSize, 128 * kOneMiB);
 
   const std::string raw = (dir / "b.raw").string();
-  ASSERT_TRUE(q.create(raw, "raw", 8 * kMiB).ok());
-  EXPECT_EQ(q.info(raw, "raw")->virtualSize, 8 * kMiB);
-  EXPECT_EQ(fs::file_size(raw), uint64_t(8 * kMiB));
+  ASSERT_TRUE(q.create(raw, "raw", 8 * kOneMiB).ok());
+  EXPECT_EQ(q.info(raw, "raw")->virtualSize, 8 * kOneMiB);
+  EXPECT_EQ(fs::file_size(raw), uint64_t(8 * kOneMiB));
 }
 
 TEST(QemuImg, RefusesRelativePathsAndBadFormats) {
   QemuImg q = fastQemuImg();
-  auto r = q.create("rel.qcow2", "qcow2", kMiB);
+  auto r = q.create("rel.qcow2", "qcow2", kOneMiB);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::InvalidInput);
   EXPECT_EQ(r.error().field, "path");
   testing::TempDir dir;
-  auto f = q.create((dir / "x").string(), "vmdk", kMiB);
+  auto f = q.create((dir / "x").string(), "vmdk", kOneMiB);
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.error().field, "format");
   EXPECT_FALSE(q.create((dir / "y").string(), "qcow2", 0).ok());
@@ -81,7 +81,7 @@ TEST(QemuImg, LinkedCloneShowsBacking) {
   testing::TempDir dir;
   QemuImg q = fastQemuImg();
   const std::string base = (dir / "base.raw").string();
-  writePattern(base, 4 * kMiB);
+  writePattern(base, 4 * kOneMiB);
   const std::string overlay = (dir / "clone.qcow2").string();
   CreateOptions o;
   o.backingFile = base;
@@ -91,22 +91,22 @@ TEST(QemuImg, LinkedCloneShowsBacking) {
   auto info = q.info(overlay, "qcow2");
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->backingFile, base);
-  EXPECT_EQ(info->virtualSize, 4 * kMiB);
+  EXPECT_EQ(info->virtualSize, 4 * kOneMiB);
 
   // A backed clone may be larger than its image.
   const std::string big = (dir / "big.qcow2").string();
-  ASSERT_TRUE(q.create(big, "qcow2", 16 * kMiB, o).ok());
-  EXPECT_EQ(q.info(big, "qcow2")->virtualSize, 16 * kMiB);
+  ASSERT_TRUE(q.create(big, "qcow2", 16 * kOneMiB, o).ok());
+  EXPECT_EQ(q.info(big, "qcow2")->virtualSize, 16 * kOneMiB);
 
   // Only qcow2 can have a backing file.
-  EXPECT_FALSE(q.create((dir / "no.raw").string(), "raw", 4 * kMiB, o).ok());
+  EXPECT_FALSE(q.create((dir / "no.raw").string(), "raw", 4 * kOneMiB, o).ok());
 }
 
 TEST(QemuImg, ConvertReportsProgressUpToOne) {
   testing::TempDir dir;
   QemuImg q = fastQemuImg();
   const std::string src = (dir / "src.raw").string();
-  writePattern(src, 24 * kMiB);
+  writePattern(src, 24 * kOneMiB);
   const std::string dst = (dir / "dst.qcow2").string();
   std::vector<double> seen;
   QemuImg::ConvertOptions co;
@@ -117,11 +117,11 @@ TEST(QemuImg, ConvertReportsProgressUpToOne) {
   EXPECT_DOUBLE_EQ(seen.back(), 1.0);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
   EXPECT_EQ(modeOf(dst), 0600u);
-  EXPECT_EQ(q.info(dst, "qcow2")->virtualSize, 24 * kMiB);
+  EXPECT_EQ(q.info(dst, "qcow2")->virtualSize, 24 * kOneMiB);
 
   // Back to raw into an existing file (-n): same bytes as the source.
   const std::string back = (dir / "back.raw").string();
-  ASSERT_TRUE(q.create(back, "raw", 24 * kMiB).ok());
+  ASSERT_TRUE(q.create(back, "raw", 24 * kOneMiB).ok());
   QemuImg::ConvertOptions inPlace;
   inPlace.dstExists = true;
   ASSERT_TRUE(q.convert(dst, "qcow2", back, "raw", inPlace).ok());
@@ -132,7 +132,7 @@ TEST(QemuImg, ConvertNeverOverwritesAndCleansUpOnCancel) {
   testing::TempDir dir;
   QemuImg q = fastQemuImg();
   const std::string src = (dir / "src.raw").string();
-  writePattern(src, 8 * kMiB);
+  writePattern(src, 8 * kOneMiB);
   const std::string dst = (dir / "dst.qcow2").string();
   std::ofstream(dst) << "precious";
   auto exists = q.convert(src, "raw", dst, "qcow2", {});
@@ -180,7 +180,7 @@ void checkEncryptedRekey(const std::string& format, const std::string& expectFor
   const std::string image = (dir / ("disk." + format)).string();
   CreateOptions o;
   o.encryption = oldKey;
-  auto c = q.create(image, format, 16 * kMiB, o);
+  auto c = q.create(image, format, 16 * kOneMiB, o);
   ASSERT_TRUE(c.ok()) << c.error().describe();
 
   // No key is needed to inspect; a raw image holding LUKS is read as "luks"
@@ -190,11 +190,11 @@ void checkEncryptedRekey(const std::string& format, const std::string& expectFor
   ASSERT_TRUE(info.ok()) << info.error().describe();
   EXPECT_TRUE(info->encrypted);
   EXPECT_EQ(info->format, expectFormat);
-  EXPECT_EQ(info->virtualSize, 16 * kMiB);
+  EXPECT_EQ(info->virtualSize, 16 * kOneMiB);
   auto keyed = q.info(image, format, oldKey);
   ASSERT_TRUE(keyed.ok()) << keyed.error().describe();
   EXPECT_TRUE(keyed->encrypted);
-  EXPECT_EQ(keyed->virtualSize, 16 * kMiB);
+  EXPECT_EQ(keyed->virtualSize, 16 * kOneMiB);
 
   EXPECT_TRUE(opensWith(q, dir.path(), image, format, oldKey));
   EXPECT_FALSE(opensWith(q, dir.path(), image, format, newKey));
@@ -204,8 +204,8 @@ void checkEncryptedRekey(const std::string& format, const std::string& expectFor
   EXPECT_TRUE(opensWith(q, dir.path(), image, format, newKey));
 
   // Growing an encrypted image takes its key.
-  ASSERT_TRUE(q.resize(image, format, 32 * kMiB, newKey).ok());
-  EXPECT_EQ(q.info(image, inspectAs)->virtualSize, 32 * kMiB);
+  ASSERT_TRUE(q.resize(image, format, 32 * kOneMiB, newKey).ok());
+  EXPECT_EQ(q.info(image, inspectAs)->virtualSize, 32 * kOneMiB);
 }
 
 TEST(QemuImg, EncryptedQcow2RekeyRetiresOldKey) { checkEncryptedRekey("qcow2", "qcow2"); }
@@ -218,7 +218,7 @@ TEST(QemuImg, EncryptedConvertOutput) {
   ASSERT_TRUE(key.ok());
   const Encryption enc{key->path().string()};
   const std::string src = (dir / "src.raw").string();
-  writePattern(src, 4 * kMiB);
+  writePattern(src, 4 * kOneMiB);
   const std::string dst = (dir / "dst.qcow2").string();
   QemuImg::ConvertOptions co;
   co.dstEncryption = enc;
@@ -250,10 +250,10 @@ TEST(QemuImg, SecretsNeverOnArgvAndFormatsAlwaysNamed) {
   const Encryption b{fb->path().string()};
   CreateOptions o;
   o.encryption = a;
-  ASSERT_TRUE(q.create("/p/d.qcow2", "qcow2", kMiB, o).ok());
-  ASSERT_TRUE(q.create("/p/d.raw", "raw", kMiB, o).ok());
+  ASSERT_TRUE(q.create("/p/d.qcow2", "qcow2", kOneMiB, o).ok());
+  ASSERT_TRUE(q.create("/p/d.raw", "raw", kOneMiB, o).ok());
   ASSERT_TRUE(q.info("/p/d.qcow2", "qcow2", a).ok());
-  ASSERT_TRUE(q.resize("/p/d.qcow2", "qcow2", 2 * kMiB, a).ok());
+  ASSERT_TRUE(q.resize("/p/d.qcow2", "qcow2", 2 * kOneMiB, a).ok());
   QemuImg::ConvertOptions co;
   co.srcEncryption = a;
   co.dstEncryption = b;

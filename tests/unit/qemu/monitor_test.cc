@@ -37,7 +37,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr auto kLong = std::chrono::milliseconds(10s);
+constexpr auto kMonitorTimeout = std::chrono::milliseconds(10s);
 
 // Runs an io_context on its own thread for the test's lifetime.
 class IoThread {
@@ -62,7 +62,7 @@ class MonitorTest : public ::testing::Test {
 
   Monitor& connect() {
     server_.start();
-    auto g = qmp_->connectSync((dir_ / "q.sock").string(), kLong);
+    auto g = qmp_->connectSync((dir_ / "q.sock").string(), kMonitorTimeout);
     EXPECT_TRUE(g.ok()) << g.error().message;
     return monitor_;
   }
@@ -70,7 +70,7 @@ class MonitorTest : public ::testing::Test {
   corral::testing::TempDir dir_;
   IoThread io_;
   std::shared_ptr<QmpTransport> qmp_ = QmpTransport::create(io_.io());
-  Monitor monitor_{qmp_, kLong};
+  Monitor monitor_{qmp_, kMonitorTimeout};
   FakeQmpServer server_{dir_ / "q.sock"};
 };
 
@@ -99,7 +99,7 @@ TEST_F(MonitorTest, RecordedSessionThroughTypedCommands) {
   EXPECT_FALSE(kvm->enabled);
 
   // 7.2 has no query-accels: QEMU refuses it (Monitor::queryAccels does not send it).
-  auto accels = qmp_->executeSync("query-accels", nullptr, kLong);
+  auto accels = qmp_->executeSync("query-accels", nullptr, kMonitorTimeout);
   ASSERT_FALSE(accels.ok());
   EXPECT_EQ(accels.error().errorClass, "CommandNotFound");
 
@@ -116,11 +116,11 @@ TEST_F(MonitorTest, RecordedSessionThroughTypedCommands) {
   Result<void> plain = std::move(resize);
   EXPECT_EQ(plain.error().code, ErrorCode::FailedPrecondition);
 
-  EXPECT_EQ(qmp_->executeSync("frobnicate", nullptr, kLong).error().kind, QmpError::Kind::Refused);
+  EXPECT_EQ(qmp_->executeSync("frobnicate", nullptr, kMonitorTimeout).error().kind, QmpError::Kind::Refused);
   ASSERT_TRUE(m.systemReset().ok());
   ASSERT_TRUE(m.systemPowerdown().ok());
   ASSERT_TRUE(m.quit().ok());
-  auto shutdown = m.waitEvent("SHUTDOWN", {{"data", {{"reason", "host-qmp-quit"}}}}, kLong);
+  auto shutdown = m.waitEvent("SHUTDOWN", {{"data", {{"reason", "host-qmp-quit"}}}}, kMonitorTimeout);
   ASSERT_TRUE(shutdown.ok()) << shutdown.error().message;
   EXPECT_TRUE(server_.waitFinished());
 }
