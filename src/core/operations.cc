@@ -59,13 +59,14 @@ struct Tracked {
   store::OperationRecord record;
   bool finished = false;
   int lastWrittenProgress = 0;
-  Clock::time_point lastWrite = Clock::now();
+  Clock::time_point lastWrite{};  // set by the first write (state "running")
 };
 
 struct Operations::Impl {
-  explicit Impl(store::Store& s) : store(s) {}
+  Impl(store::Store& s, Operations::Now n) : store(s), now(n ? std::move(n) : Operations::Now(&Clock::now)) {}
 
   store::Store& store;
+  const Operations::Now now;  // the progress rate limit's time
 
   mutable std::mutex mu;
   std::condition_variable workCv;  // workers: queue not empty or stopping
@@ -108,7 +109,7 @@ struct Operations::Impl {
     auto r = store.updateOperation(t.record);
     if (!r.ok()) spdlog::warn("operation op={}: cannot record state {}: {}", t.record.id, t.record.state, r.error().describe());
     t.lastWrittenProgress = t.record.progress;
-    t.lastWrite = Clock::now();
+    t.lastWrite = now();
   }
 
   void progress(Tracked& t, int percent, std::optional<std::pair<int64_t, int64_t>> bytes = std::nullopt) {
@@ -118,7 +119,7 @@ struct Operations::Impl {
     if (bytes) std::tie(t.record.bytesDone, t.record.bytesTotal) = *bytes;
     if (percent == t.record.progress && !bytes) return;
     t.record.progress = percent;
-    if (std::abs(percent - t.lastWrittenProgress) >= kProgressStep || Clock::now() - t.lastWrite >= kProgressInterval)
+    if (std::abs(percent - t.lastWrittenProgress) >= kProgressStep || now() - t.lastWrite >= kProgressInterval)
       write(t);
   }
 
@@ -170,7 +171,8 @@ struct Operations::Impl {
   }
 };
 
-Operations::Operations(store::Store& store, size_t threads) : impl_(std::make_unique<Impl>(store)) {
+Operations::Operations(store::Store& store, size_t threads, Now now)
+    : impl_(std::make_unique<Impl>(store, std::move(now))) {
   threads = std::max<size_t>(threads, 1);
   impl_->workers.reserve(threads);
   for (size_t i = 0; i < threads; ++i) impl_->workers.emplace_back([impl = impl_.get()] { impl->workerLoop(); });

@@ -47,8 +47,12 @@ class Operations {
   // {"code", "message", "field", "value"}).
   using Work = std::function<Result<nlohmann::json>(const Progress& progress)>;
 
-  // threads: how many operations run at once; more wait as "pending".
-  Operations(store::Store& store, size_t threads);
+  // What the progress rate limit reads the time from; tests inject one.
+  using Now = std::function<std::chrono::steady_clock::time_point()>;
+
+  // threads: how many operations run at once; more wait as "pending". now:
+  // null = std::chrono::steady_clock::now.
+  Operations(store::Store& store, size_t threads, Now now = {});
   // Waits for running operations to finish (a daemon stopping mid-operation
   // leaves no half-done work behind it; unfinished ones are failed on next start).
   ~Operations();

@@ -166,7 +166,7 @@ int run(const Config& cfg) {
 
     // GET /metrics: the API's own counters (opts.metrics) and collectors of
     // VMs, node, process, operations and QMP latency.
-    DaemonMetrics daemonMetrics(metrics, vms, ops);
+    DaemonMetrics daemonMetrics(metrics, vms, ops, events);
     opts.metrics = &metrics;
 
     api::Router router;

@@ -7,7 +7,7 @@ namespace corral::daemon {
 namespace m = util::metrics;
 
 DaemonMetrics::DaemonMetrics(m::Registry& registry, core::VmManager& vms, core::Operations& ops,
-                             std::chrono::milliseconds qmpTimeout) {
+                             const core::EventBus& events, std::chrono::milliseconds qmpTimeout) {
   auto& latency = registry.histogram("corral_qmp_command_duration_seconds",
                                      "Time from sending a QMP command to its reply (or its failure).", {"command"});
   auto& errors = registry.counter("corral_qmp_errors_total",
@@ -35,6 +35,11 @@ DaemonMetrics::DaemonMetrics(m::Registry& registry, core::VmManager& vms, core::
                                 "Operations this daemon ran to the end since it started, by kind and result.");
     for (const auto& [key, n] : c.finished)
       finished.samples.push_back({"", {{"kind", key.first}, {"result", key.second}}, double(n)});
+  }));
+  collectors_.push_back(registry.addCollector([&events](m::Emitter& out) {
+    out.family("corral_event_subscribers", m::Type::Gauge,
+               "Followers of the events stream (GET /api/v1/events) connected to this daemon now.")
+        .samples.push_back({"", {}, double(events.subscribers())});
   }));
 }
 

@@ -1,11 +1,12 @@
 // What corrald measures beyond the API's own counters (HttpServerOptions::
 // metrics): VMs (VmManager::collectMetrics), the node and the daemon process
-// (/proc), operations, and every QMP command's latency and errors.
+// (/proc), operations, event followers, and every QMP command's latency and errors.
 #pragma once
 
 #include <chrono>
 #include <vector>
 
+#include "core/events.h"
 #include "core/operations.h"
 #include "core/vm_manager.h"
 #include "util/metrics.h"
@@ -15,12 +16,12 @@ namespace corral::daemon {
 // The daemon's collectors and the QMP observer (Monitor::setCommandObserver),
 // registered for its lifetime. One per daemon: it installs the process-wide QMP
 // observer and removes it when it goes.
-// registry, vms and ops must outlive it; the registry must also outlive every
+// registry, vms, ops and events must outlive it; the registry must also outlive every
 // thread that sends QMP (the observer records into it).
 class DaemonMetrics {
  public:
   DaemonMetrics(util::metrics::Registry& registry, core::VmManager& vms, core::Operations& ops,
-                std::chrono::milliseconds qmpTimeout = std::chrono::seconds(1));
+                const core::EventBus& events, std::chrono::milliseconds qmpTimeout = std::chrono::seconds(1));
   ~DaemonMetrics();
   DaemonMetrics(const DaemonMetrics&) = delete;
   DaemonMetrics& operator=(const DaemonMetrics&) = delete;

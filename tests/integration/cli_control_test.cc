@@ -6,7 +6,6 @@
 // the exit codes and the -o json|csv outputs a script relies on.
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -107,22 +106,34 @@ TEST_F(CliControl, RootAdministersUsersAndAUserWorksThroughAPinnedRemote) {
   std::string opId = opList[0]["id"];
   EXPECT_EQ(remote({"op", "wait", opId}).exitCode, 0);
 
-  // Events: a follower sees the stop of the group's VM.
+  // Events: a follower sees the stop of the group's VM. Waited for, never slept
+  // for: the daemon counts the follower in /metrics once its WebSocket is open,
+  // and the follower's output file shows each event as it prints it.
+  const std::string followedFile = (h_.dir() / "events.out").string();
   util::Command follower(binDir() + "/corral");
-  follower.args({"events", "-o", "json"}).setEnv("CORRAL_CONFIG", config_).stdoutToBuffer().stderrToBuffer()
-      .allowFailureStatus().timeout(60000ms);
+  follower.args({"events", "-o", "json"}).setEnv("CORRAL_CONFIG", config_).stdoutToFile(followedFile)
+      .stderrToBuffer().allowFailureStatus().timeout(60000ms);
   ASSERT_TRUE(follower.start().ok());
-  std::this_thread::sleep_for(1s);
+  auto root = ApiClient::unixSocket(h_.socket());
+  ASSERT_TRUE(DaemonHarness::waitFor(
+      [&] { return root.get("/metrics").body.find("\ncorral_event_subscribers 1\n") != std::string::npos; }, 30s))
+      << root.get("/metrics").body;
   auto stopped = remote({"vm", "stop", "web", "--force"});
   EXPECT_EQ(stopped.exitCode, 0) << stopped.err;
   ASSERT_EQ(remote({"vm", "stop", "db", "--force"}).exitCode, 0);
-  std::this_thread::sleep_for(1s);
+  auto followedText = [&] {
+    std::ifstream in(followedFile);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  EXPECT_TRUE(DaemonHarness::waitFor(
+      [&] { return followedText().find(R"("vm":"db")") != std::string::npos; }, 30s))
+      << followedText();
   ::kill(follower.pid(), SIGINT);
   auto followed = follower.wait(10000ms);
   ASSERT_TRUE(followed.ok()) << followed.error().message;
   EXPECT_EQ(followed->exitCode, 0) << follower.err();
-  EXPECT_NE(follower.out().find(R"("type":"vm.stopped")"), std::string::npos) << follower.out();
-  EXPECT_NE(follower.out().find(R"("vm":"web")"), std::string::npos) << follower.out();
+  EXPECT_NE(followedText().find(R"("type":"vm.stopped")"), std::string::npos) << followedText();
+  EXPECT_NE(followedText().find(R"("vm":"web")"), std::string::npos) << followedText();
 
   auto info = json::parse(remote({"vm", "info", "web", "-o", "json"}).out);
   int64_t version = info["version"];

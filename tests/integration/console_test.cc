@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "core/console_tokens.h"
 #include "support/api_client.h"
 #include "support/daemon_harness.h"
 #include "support/ws_test_client.h"
@@ -32,6 +33,7 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 constexpr auto kBoot = 90s;
 constexpr const char* kMarker = "CORRAL-GUEST-READY";
@@ -165,12 +167,32 @@ TEST_F(ConsoleTest, EveryTokenRefusal) {
   EXPECT_EQ(status("tv", "serial", beforeRotation).first, 401);
   EXPECT_EQ(status("tv", "serial", mint(root_, "tv")).first, 101);
 
-  // Expired.
-  std::string soon = mint(root_, "tv");
-  std::this_thread::sleep_for(std::chrono::seconds(kTokenTtlSeconds + 1));
-  auto expired = status("tv", "serial", soon);
+  // Expiry, without waiting out a TTL: the daemon's own key read by this test
+  // with a clock moved by `shift` (expiry at the exact second is core's unit
+  // test, with an injected clock).
+  auto tokensAt = [&](std::chrono::seconds shift) {
+    auto t = core::ConsoleTokens::open({.keyFile = fs::path(h_.stateDir()) / "keys" / "console.key",
+                                        .ttl = std::chrono::seconds(kTokenTtlSeconds),
+                                        .clock = [shift] { return std::chrono::system_clock::now() + shift; }});
+    EXPECT_TRUE(t.ok()) << t.error().message;
+    return t.ok() ? std::move(t).take() : nullptr;
+  };
+  // A token minted (with that key) an hour ago is refused as expired.
+  auto hourAgo = tokensAt(-1h);
+  ASSERT_TRUE(hourAgo);
+  auto old = hourAgo->mint({.login = "root", .via = "unix", .vmUuid = h_.vm("tv").value("uuid", "")});
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  auto expired = status("tv", "serial", old->token);
   EXPECT_EQ(expired.first, 401);
   EXPECT_NE(expired.second.find("expired"), std::string::npos) << expired.second;
+  // The daemon mints with --console-token-ttl: valid now, void a TTL later.
+  std::string fresh = mint(root_, "tv");
+  auto now = tokensAt(0s), afterTtl = tokensAt(std::chrono::seconds(kTokenTtlSeconds + 1));
+  ASSERT_TRUE(now && afterTtl);
+  EXPECT_TRUE(now->verify(fresh, core::ConsoleKind::Serial).ok());
+  auto late = afterTtl->verify(fresh, core::ConsoleKind::Serial);
+  ASSERT_FALSE(late.ok());
+  EXPECT_NE(late.error().message.find("expired"), std::string::npos) << late.error().message;
 }
 
 TEST_F(ConsoleTest, VncWebSocketCarriesRfb) {

@@ -173,32 +173,44 @@ TEST_F(OperationsTest, ExceptionBecomesFailedInternal) {
 }
 
 TEST_F(OperationsTest, ProgressReachesTheStoreRateLimited) {
-  Operations ops(*store_, 1);
-  Gate reported, release, finish;
-  std::chrono::steady_clock::duration betweenReports{};
+  // The rate limit reads the test's clock: time moves only when the test says.
+  std::atomic<int64_t> nowMs{0};
+  Operations ops(*store_, 1,
+                 [&] { return std::chrono::steady_clock::time_point(std::chrono::milliseconds(nowMs.load())); });
+  Gate reported, smallChange, later, atInterval, intervalWritten, finish;
   auto op = startOk(ops, [&](const Operations::Progress& progress) -> Result<json> {
-    auto t0 = std::chrono::steady_clock::now();
-    progress(10);   // a 10-point jump: written at once
-    progress(12);   // 2 points within 250 ms: not written yet
-    betweenReports = std::chrono::steady_clock::now() - t0;
+    progress(10);  // a 10-point jump: written at once
+    progress(12);  // 2 points in the same instant: not written
     reported.open();
-    release.wait();
-    std::this_thread::sleep_for(300ms);
-    progress(13);  // 250 ms later even a small change is written
+    smallChange.wait();
+    progress(13);  // 249 ms after the last write: still not written
+    later.open();
+    atInterval.wait();
+    progress(14);  // 250 ms after it: even a small change is written
+    intervalWritten.open();
     finish.wait();
     return json::object();
   });
+  // Progress writes happen in the worker before progress() returns: once the
+  // work opened a gate, the row shows exactly what was written before it.
+  auto progressNow = [&] {
+    auto row = store_->findOperation(op.id);
+    EXPECT_TRUE(row.ok() && row->has_value());
+    return row.ok() && row->has_value() ? (*row)->progress : -1;
+  };
   reported.wait();
-  auto row = pollUntil(op.id, [](const OperationRecord& r) { return r.progress >= 10; });
-  EXPECT_EQ(row.state, "running");
-  // Only meaningful when both reports came within the interval (a loaded
-  // machine may stall the worker between them).
-  if (betweenReports < 200ms) {
-    EXPECT_EQ(row.progress, 10);
-  }
-  release.open();
-  auto later = pollUntil(op.id, [](const OperationRecord& r) { return r.progress == 13; });
-  EXPECT_EQ(later.progress, 13);
+  EXPECT_EQ(progressNow(), 10);
+
+  nowMs = 249;
+  smallChange.open();
+  later.wait();
+  EXPECT_EQ(progressNow(), 10);
+
+  nowMs = 250;
+  atInterval.open();
+  intervalWritten.wait();
+  EXPECT_EQ(progressNow(), 14);
+
   finish.open();
   EXPECT_EQ(waitEnded(ops, op.id).progress, 100);
 }
