@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -63,7 +64,11 @@ TEST(ProcStat, ReadsCmdlineOfSelf) {
   auto argv = readProcCmdline(::getpid());
   ASSERT_TRUE(argv.ok()) << argv.error().describe();
   ASSERT_FALSE(argv->empty());
-  EXPECT_NE(argv->front().find("proc_test"), std::string::npos);
+  // argv[0] names this test executable (whatever the build calls it), and the
+  // executable /proc/self/exe points at is the one argv[0] names.
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").filename().string();
+  EXPECT_EQ(std::filesystem::path(argv->front()).filename().string(), exe);
+  EXPECT_NE(exe.find("_test"), std::string::npos) << exe;
 }
 
 TEST(ProcStat, MissingPidIsNotFound) {
