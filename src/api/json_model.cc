@@ -290,16 +290,29 @@ Result<core::ModifyVmRequest> parseModifyVm(const json& body) {
   return req;
 }
 
-Result<store::QuotaRecord> parseQuota(const json& body) {
-  store::QuotaRecord q;
+Result<std::map<std::string, std::optional<int64_t>>> parseQuotaChanges(const json& body) {
+  std::map<std::string, std::optional<int64_t>> changes;
   if (!body.is_object()) return Error::invalidInput("body", body.dump(), "must be a JSON object");
   for (const auto& [k, v] : body.items()) {
     const auto& keys = core::quotaKeys();
     auto key = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
     if (key == keys.end()) return Error::invalidInput(k, v.dump(), "unknown field");
-    if (v.is_null()) continue;  // back to the default
+    if (v.is_null()) {
+      changes[k] = std::nullopt;  // back to the default
+      continue;
+    }
     if (!v.is_number_integer()) return Error::invalidInput(k, v.dump(), "must be an integer, -1 (unlimited) or null");
-    q.*(key->field) = v.get<int64_t>();
+    changes[k] = v.get<int64_t>();
+  }
+  return changes;
+}
+
+Result<store::QuotaRecord> parseQuota(const json& body) {
+  store::QuotaRecord q;
+  for (const auto& [k, v] : CORRAL_TRY(parseQuotaChanges(body))) {
+    const auto& keys = core::quotaKeys();
+    auto key = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
+    q.*(key->field) = v;  // a key parseQuotaChanges took is one of quotaKeys()
   }
   return q;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,5 +66,8 @@ Result<std::string> sizeField(const nlohmann::json& body, const char* key);
 Result<core::ModifyVmRequest> parseModifyVm(const nlohmann::json& body);
 // {"max_vms": 5, "max_memory_vm": null, ...}: null clears an override.
 Result<store::QuotaRecord> parseQuota(const nlohmann::json& body);
+// A PATCH of quota limits: each key given (an integer, -1 unlimited, or null
+// for the default) and nothing else; an empty object changes nothing.
+Result<std::map<std::string, std::optional<int64_t>>> parseQuotaChanges(const nlohmann::json& body);
 
 }  // namespace corral::api

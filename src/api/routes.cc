@@ -149,7 +149,8 @@ Response modifyVm(core::VmManager& m, const Request& req, const core::Principal&
 
 Response quotaAnswer(Result<json> r) { return r.ok() ? Response::json(200, *r) : Response::error(r.error()); }
 
-// GET and PUT /quotas/{users|groups}/{name}.
+// GET, PUT (every limit: one left out goes back to the default) and PATCH (just
+// the limits given) /quotas/{users|groups}/{name}.
 void addQuotaRoutes(Router& router, core::VmManager& m, const std::string& plural, const std::string& kind) {
   std::string pattern = "/api/v1/quotas/" + plural + "/{name}";
   router.add("GET", pattern, authed([&m, kind](const Request& req, const core::Principal& who) {
@@ -160,6 +161,11 @@ void addQuotaRoutes(Router& router, core::VmManager& m, const std::string& plura
                  q.subjectKind = kind;
                  q.subject = req.params.at("name");
                  return quotaAnswer(m.setQuota(who, q));
+               });
+             }));
+  router.add("PATCH", pattern, authed([&m, kind](const Request& req, const core::Principal& who) {
+               return withBody(req, parseQuotaChanges, [&](const std::map<std::string, std::optional<int64_t>>& c) {
+                 return quotaAnswer(m.patchQuota(who, kind, req.params.at("name"), c));
                });
              }));
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,14 +66,43 @@ inline View groupView(const nlohmann::json &g) {
 
 // ---- tokens
 
-// GET /api/v1/tokens -> ID NAME USER CREATED EXPIRES (never a secret: the
-// daemon does not have it, and a "token" key would be dropped here anyway).
-inline View tokenListView(const nlohmann::json &body) {
-  View v{{"ID", "NAME", "USER", "CREATED", "EXPIRES"}, {}};
+// Now in the daemon's RFC 3339 UTC form, for tokenState.
+inline std::string nowRfc3339Utc() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A token's state for people: "revoked" (revoked_at set), "expired"
+// (expires_at before now), else "active". now and the timestamps are the
+// daemon's RFC 3339 UTC form ("2026-12-07T20:59:00Z"), which sorts as text.
+inline std::string tokenState(const nlohmann::json &t, std::string_view now) {
+  if (!t.is_object())
+    return "";
+  auto at = [&](const char *key) {
+    auto it = t.find(key);
+    return it != t.end() && it->is_string() ? it->get<std::string>()
+                                             : std::string();
+  };
+  if (!at("revoked_at").empty())
+    return "revoked";
+  const std::string expires = at("expires_at");
+  if (!expires.empty() && expires <= now)
+    return "expired";
+  return "active";
+}
+
+// GET /api/v1/tokens -> ID NAME USER STATE CREATED EXPIRES (never a secret:
+// the daemon does not have it, and a "token" key would be dropped here anyway).
+inline View tokenListView(const nlohmann::json &body, std::string_view now) {
+  View v{{"ID", "NAME", "USER", "STATE", "CREATED", "EXPIRES"}, {}};
   for (const auto &t : listOf(body, "tokens"))
     v.rows.push_back(
         {field(t, "id"), field(t, "name"), field(t, "user"),
-         field(t, "created_at"),
+         tokenState(t, now), field(t, "created_at"),
          t.is_object() && t.contains("expires_at") && t["expires_at"].is_null()
              ? "never"
              : field(t, "expires_at")});

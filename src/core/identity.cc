@@ -549,7 +549,14 @@ Result<CreatedToken> Identity::createToken(const Principal& caller, const NewTok
   CORRAL_TRY(validateText("name", t.name, kMaxTokenName));
   std::string expiresAt = CORRAL_TRY(parseExpiry(t.expires));
   auto user = CORRAL_TRY(store_.findUser(login));
-  // "root" over the unix socket has no row, and a token must belong to one.
+  // "root" over the unix socket has no row, and a token must belong to one:
+  // say how to get one instead of only that the user is missing.
+  if (!user && t.user.empty() && caller.via == "unix" && caller.admin)
+    return Error::failedPrecondition(fmt::format(
+        "{} on the unix socket is an administrator without a user account, and a token belongs to a user: make "
+        "an admin user (`corral user add NAME --admin`) and create the token for it (`corral token create --user "
+        "NAME`)",
+        login));
   if (!user) return noUser(login);
 
   CreatedToken out;
@@ -578,7 +585,9 @@ Result<void> Identity::revokeToken(const Principal& caller, int64_t id) {
   auto token = CORRAL_TRY(store_.findToken(id));
   if (!token || (!caller.admin && token->login != caller.login))
     return Error::notFound(fmt::format("no token {}", id));
-  if (token->revokedAt.empty()) CORRAL_TRY(store_.revokeToken(id, nowRfc3339()));
+  if (!token->revokedAt.empty())
+    return Error::failedPrecondition(fmt::format("token {} was revoked already, at {}", id, token->revokedAt));
+  CORRAL_TRY(store_.revokeToken(id, nowRfc3339()));
   std::lock_guard lock(mu_);
   ++cacheGeneration_;
   std::erase_if(tokenCache_, [id](const auto& kv) { return kv.second.principal.tokenId == id; });

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <fmt/format.h>
@@ -592,16 +593,41 @@ Result<nlohmann::json> VmManager::quota(const Principal& who, const std::string&
   return quota_.describe(overrides, usage);
 }
 
+namespace {
+
+Result<void> checkQuotaValue(const QuotaKey& k, const std::optional<int64_t>& v) {
+  if (v && *v < -1) return Error::invalidInput(k.key, std::to_string(*v), "must be -1 (unlimited) or more");
+  return ok();
+}
+
+}  // namespace
+
 Result<nlohmann::json> VmManager::setQuota(const Principal& who, const store::QuotaRecord& q) {
   if (!who.admin) return Error::forbidden("only admins set quotas");
   CORRAL_TRY(quota(who, q.subjectKind, q.subject));  // validates and checks that the subject exists
-  for (const auto& k : quotaKeys()) {
-    const auto& v = q.*(k.field);
-    if (v && *v < -1) return Error::invalidInput(k.key, std::to_string(*v), "must be -1 (unlimited) or more");
-  }
+  for (const auto& k : quotaKeys()) CORRAL_TRY(checkQuotaValue(k, q.*(k.field)));
   CORRAL_TRY(store_.setQuota(q));
   spdlog::info("quota {} {} set by={}", q.subjectKind, q.subject, who.login);
   return quota(who, q.subjectKind, q.subject);
+}
+
+Result<nlohmann::json> VmManager::patchQuota(const Principal& who, const std::string& kind, const std::string& subject,
+                                             const std::map<std::string, std::optional<int64_t>>& changes) {
+  if (!who.admin) return Error::forbidden("only admins set quotas");
+  CORRAL_TRY(quota(who, kind, subject));  // validates and checks that the subject exists
+  std::vector<std::pair<const QuotaKey*, std::optional<int64_t>>> fields;
+  for (const auto& [key, value] : changes) {
+    const auto& keys = quotaKeys();
+    auto k = std::find_if(keys.begin(), keys.end(), [&](const QuotaKey& x) { return key == x.key; });
+    if (k == keys.end()) return Error::invalidInput(key, value ? std::to_string(*value) : "null", "unknown field");
+    CORRAL_TRY(checkQuotaValue(*k, value));
+    fields.emplace_back(&*k, value);
+  }
+  CORRAL_TRY(store_.patchQuota(kind, subject, [&](store::QuotaRecord& q) {
+    for (const auto& [k, value] : fields) q.*(k->field) = value;
+  }));
+  spdlog::info("quota {} {} changed ({} limits) by={}", kind, subject, fields.size(), who.login);
+  return quota(who, kind, subject);
 }
 
 Result<std::string> VmManager::consoleLog(const Principal& who, const std::string& name, size_t maxBytes) {

@@ -173,6 +173,11 @@ class VmManager {
   Result<nlohmann::json> quota(const Principal& who, const std::string& kind, const std::string& subject);
   // Admins only. Fields of q left nullopt clear the override.
   Result<nlohmann::json> setQuota(const Principal& who, const store::QuotaRecord& q);
+  // Admins only. Changes just the limits named in `changes` (by their JSON key,
+  // quotaKeys(); nullopt clears one back to the default) and keeps every other,
+  // in one store transaction. InvalidInput names an unknown key or a bad value.
+  Result<nlohmann::json> patchQuota(const Principal& who, const std::string& kind, const std::string& subject,
+                                    const std::map<std::string, std::optional<int64_t>>& changes);
   const QuotaPolicy& quotaPolicy() const { return quota_; }
 
   // Disks (vm_disks.cc). Add, remove and rekey need the VM stopped; resize

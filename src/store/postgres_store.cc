@@ -498,6 +498,28 @@ class PostgresStore final : public Store {
     // The subject's owner lock: a quota-checked write sees the old or the new
     // limits, never a half.
     CORRAL_TRY(lockKeys(c, {ownerLockKey(q.subjectKind, q.subject)}));
+    CORRAL_TRY(writeQuotaIn(c, q));
+    return tx.commit();
+  }
+
+  Result<QuotaRecord> patchQuota(const std::string& subjectKind, const std::string& subject,
+                                 const std::function<void(QuotaRecord&)>& change) override {
+    if (!sql::validSubjectKind(subjectKind)) return sql::badSubjectKind(subjectKind);
+    auto lease = CORRAL_TRY(pool_.acquire());
+    Conn& c = *lease;
+    auto tx = CORRAL_TRY(Tx::begin(c));
+    // The owner lock serialises patches of one subject (and quota-checked writes).
+    CORRAL_TRY(lockKeys(c, {ownerLockKey(subjectKind, subject)}));
+    QuotaRecord q = CORRAL_TRY(findQuotaIn(c, subjectKind, subject));
+    change(q);
+    q.subjectKind = subjectKind;
+    q.subject = subject;
+    CORRAL_TRY(writeQuotaIn(c, q));
+    CORRAL_TRY(tx.commit());
+    return q;
+  }
+
+  Result<void> writeQuotaIn(Conn& c, const QuotaRecord& q) {
     if (sql::quotaIsEmpty(q)) {
       // All defaults: no row, so that findQuota and a missing row agree.
       CORRAL_TRY(c.exec("DELETE FROM quotas WHERE subject_kind = ? AND subject = ?", {q.subjectKind, q.subject},
@@ -508,7 +530,7 @@ class PostgresStore final : public Store {
                          q.maxMemoryVmMib, q.maxDiskTotalGib, q.maxDiskVmGib},
                         "set quota"));
     }
-    return tx.commit();
+    return ok();
   }
 
   Result<QuotaRecord> findQuota(const std::string& subjectKind, const std::string& subject) override {

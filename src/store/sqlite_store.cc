@@ -528,21 +528,44 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     try {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-      if (sql::quotaIsEmpty(quota)) {
-        // All defaults: no row, so that findQuota and a missing row agree.
-        SQLite::Statement q(db_, "DELETE FROM quotas WHERE subject_kind = ? AND subject = ?");
-        bindAll(q, quota.subjectKind, quota.subject);
-        q.exec();
-      } else {
-        SQLite::Statement q(db_, sql::kSetQuota);
-        bindAll(q, quota.subjectKind, quota.subject, quota.maxVms, quota.maxRunning, quota.maxMemoryTotalMib,
-                quota.minMemoryVmMib, quota.maxMemoryVmMib, quota.maxDiskTotalGib, quota.maxDiskVmGib);
-        q.exec();
-      }
+      writeQuotaLocked(quota);
       tx.commit();
       return ok();
     } catch (const SQLite::Exception& e) {
       return dbError(e, "set quota");
+    }
+  }
+
+  Result<QuotaRecord> patchQuota(const std::string& subjectKind, const std::string& subject,
+                                 const std::function<void(QuotaRecord&)>& change) override {
+    if (!sql::validSubjectKind(subjectKind)) return sql::badSubjectKind(subjectKind);
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      QuotaRecord q = findQuotaLocked(subjectKind, subject);
+      change(q);
+      q.subjectKind = subjectKind;
+      q.subject = subject;
+      writeQuotaLocked(q);
+      tx.commit();
+      return q;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "set quota");
+    }
+  }
+
+  // Caller holds mu_ and a transaction; throws SQLite::Exception.
+  void writeQuotaLocked(const QuotaRecord& quota) {
+    if (sql::quotaIsEmpty(quota)) {
+      // All defaults: no row, so that findQuota and a missing row agree.
+      SQLite::Statement q(db_, "DELETE FROM quotas WHERE subject_kind = ? AND subject = ?");
+      bindAll(q, quota.subjectKind, quota.subject);
+      q.exec();
+    } else {
+      SQLite::Statement q(db_, sql::kSetQuota);
+      bindAll(q, quota.subjectKind, quota.subject, quota.maxVms, quota.maxRunning, quota.maxMemoryTotalMib,
+              quota.minMemoryVmMib, quota.maxMemoryVmMib, quota.maxDiskTotalGib, quota.maxDiskVmGib);
+      q.exec();
     }
   }
 

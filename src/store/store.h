@@ -300,6 +300,12 @@ class Store {
   // the default); findQuota of a subject without overrides is all-nullopt.
   virtual Result<void> setQuota(const QuotaRecord& q) = 0;
   virtual Result<QuotaRecord> findQuota(const std::string& subjectKind, const std::string& subject) = 0;
+  // Changes some overrides and keeps the rest: in one transaction, reads the
+  // subject's overrides, lets `change` edit them and writes them as setQuota
+  // does; returns what was written. Two patches of one subject at once never
+  // lose either's change. `change` must not call the store.
+  virtual Result<QuotaRecord> patchQuota(const std::string& subjectKind, const std::string& subject,
+                                         const std::function<void(QuotaRecord&)>& change) = 0;
 
   // API tokens (hashes only).
   virtual Result<TokenRecord> insertToken(const TokenRecord& token) = 0;

@@ -48,14 +48,25 @@ class CliControl : public ::testing::Test {
 };
 
 TEST_F(CliControl, RootAdministersUsersAndAUserWorksThroughAPinnedRemote) {
-  ASSERT_EQ(h_.cli({"user", "add", "alice", "--email", "alice@example.org"}).exitCode, 0);
+  auto alice = h_.cli({"user", "add", "alice", "--email", "alice@example.org"});  // stdin: /dev/null
+  ASSERT_EQ(alice.exitCode, 0) << alice.err;
+  EXPECT_NE(alice.err.find("has no password"), std::string::npos) << "a user made without one is told so: " << alice.err;
+  // root on the socket has no account of its own for a token: told what to do.
+  auto rootToken = h_.cli({"token", "create", "--name", "mine"});
+  EXPECT_EQ(rootToken.exitCode, 1);
+  EXPECT_NE(rootToken.err.find("corral user add NAME --admin"), std::string::npos) << rootToken.err;
   ASSERT_EQ(h_.cli({"group", "add", "lab", "--description", "the lab"}).exitCode, 0);
   ASSERT_EQ(h_.cli({"group", "member", "add", "lab", "alice"}).exitCode, 0);
   auto dup = h_.cli({"group", "add", "alice"});
   EXPECT_EQ(dup.exitCode, 1) << "a group may not take a user's name";
   auto csv = h_.cli({"group", "list", "-o", "csv"});
   EXPECT_EQ(csv.out, "NAME,DESCRIPTION,MEMBERS\r\nlab,the lab,alice\r\n");  // RFC 4180
-  ASSERT_EQ(h_.cli({"quota", "set", "--user", "alice", "--max-running", "1", "--max-vms", "3"}).exitCode, 0);
+  // A set changes what it names and nothing else: two sets make both limits.
+  ASSERT_EQ(h_.cli({"quota", "set", "--user", "alice", "--max-vms", "3"}).exitCode, 0);
+  ASSERT_EQ(h_.cli({"quota", "set", "--user", "alice", "--max-running", "1"}).exitCode, 0);
+  auto limits = h_.cliJson({"quota", "show", "--user", "alice"})["limits"];
+  EXPECT_EQ(limits["max_vms"], 3) << limits.dump();
+  EXPECT_EQ(limits["max_running"], 1) << limits.dump();
   auto token = h_.cliJson({"token", "create", "--user", "alice", "--name", "laptop"});
   std::string secret = token.value("token", "");
   ASSERT_EQ(secret.rfind("crl_", 0), 0u) << token.dump();
@@ -145,10 +156,17 @@ TEST_F(CliControl, RootAdministersUsersAndAUserWorksThroughAPinnedRemote) {
   EXPECT_EQ(json::parse(modified.out)["name"], "www");
 
   // Revoked: the remote's token no longer works.
-  ASSERT_EQ(h_.cli({"token", "revoke", std::to_string(token.value("id", int64_t{0}))}).exitCode, 0);
+  const std::string tokenId = std::to_string(token.value("id", int64_t{0}));
+  ASSERT_EQ(h_.cli({"token", "revoke", tokenId}).exitCode, 0);
   auto refused = remote({"vm", "list"});
   EXPECT_EQ(refused.exitCode, 1);
   EXPECT_NE(refused.err.find("token"), std::string::npos) << refused.err;
+  // The list shows it revoked, and a second revoke is an error saying when.
+  auto tokens = h_.cli({"token", "list", "--user", "alice"});
+  EXPECT_NE(tokens.out.find("revoked"), std::string::npos) << tokens.out;
+  auto again = h_.cli({"token", "revoke", tokenId});
+  EXPECT_EQ(again.exitCode, 1);
+  EXPECT_NE(again.err.find("revoked already"), std::string::npos) << again.err;
 }
 
 }  // namespace

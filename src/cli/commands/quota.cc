@@ -1,6 +1,8 @@
 // `corral quota show [--user U|--group G]` (limits against usage: the numbers a
 // create form needs) and `corral quota set --user U|--group G --max-... N`
-// (admins; "default" clears an override). Memory in MiB, disk in GiB.
+// (admins; "default" clears an override). Memory in MiB, disk in GiB. A set
+// changes the limits it names and no other (PATCH): setting --max-running
+// after --max-vms keeps max_vms.
 #include <iostream>
 #include <memory>
 
@@ -130,7 +132,7 @@ void addQuotaCommands(CLI::App &app, Context &ctx) {
         return kExitUsage;
       }
       HttpResponse resp;
-      if (int rc = callApi(ctx, "PUT", subjectPath(ta->user, ta->group), body,
+      if (int rc = callApi(ctx, "PATCH", subjectPath(ta->user, ta->group), body,
                            &resp))
         return rc;
       return printAnswer(resp, ta->output, quotaView);

@@ -80,7 +80,10 @@ void addTokenCommands(CLI::App &app, Context &ctx) {
       HttpResponse resp;
       if (int rc = callApi(ctx, "GET", path, std::nullopt, &resp))
         return rc;
-      return printAnswer(resp, la->output, tokenListView);
+      const std::string now = nowRfc3339Utc();
+      return printAnswer(resp, la->output, [&now](const nlohmann::json &b) {
+        return tokenListView(b, now);
+      });
     };
   });
 

@@ -73,6 +73,13 @@ int addUser(const Context &ctx, const AddArgs &a, bool displayGiven,
   HttpResponse resp;
   if (int rc = callApi(ctx, "POST", "/api/v1/users", body, &resp))
     return rc;
+  // Without a password the user cannot log in to the panel: say so, and how
+  // to give one, rather than leave it to be found at the login page.
+  if (!body.contains("password"))
+    std::cerr << "corral: user " << a.login
+              << " has no password (web login is refused until one is set: "
+                 "`corral user passwd "
+              << a.login << "`); the unix socket and API tokens work\n";
   return printChange(resp, a.output, "created user " + a.login, userView);
 }
 

@@ -72,13 +72,32 @@ TEST(Views, GroupsJoinMembers) {
             "name,description,members\r\nsipb,club,\"alice, bob\"\r\n");
 }
 
+// `corral token list` says which tokens still work: a revoked one and one past
+// its expiry are not shown as if active.
+TEST(Views, TokenListShowsEachTokensState) {
+  auto body = json::parse(R"({"tokens": [
+    {"id": 1, "name": "a", "user": "u", "created_at": "2026-01-01T00:00:00Z", "expires_at": null, "revoked_at": null},
+    {"id": 2, "name": "r", "user": "u", "created_at": "2026-01-01T00:00:00Z", "expires_at": null,
+     "revoked_at": "2026-02-01T00:00:00Z"},
+    {"id": 3, "name": "e", "user": "u", "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-12-07T19:59:59Z",
+     "revoked_at": null},
+    {"id": 4, "name": "l", "user": "u", "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-12-07T20:00:01Z",
+     "revoked_at": null}]})");
+  EXPECT_EQ(renderView(tokenListView(body, "2026-12-07T20:00:00Z"), "csv"),
+            "ID,NAME,USER,STATE,CREATED,EXPIRES\r\n"
+            "1,a,u,active,2026-01-01T00:00:00Z,never\r\n"
+            "2,r,u,revoked,2026-01-01T00:00:00Z,never\r\n"
+            "3,e,u,expired,2026-01-01T00:00:00Z,2026-12-07T19:59:59Z\r\n"
+            "4,l,u,active,2026-01-01T00:00:00Z,2026-12-07T20:00:01Z\r\n");
+}
+
 TEST(Views, TokensNeverShowASecretInTheList) {
   auto body = json::parse(R"({"tokens": [
     {"id": "t1", "name": "laptop", "user": "alice", "created_at": "2024-01-01T00:00:00Z", "expires_at": null,
      "token": "crl_must_not_show"}]})");
-  auto table = renderView(tokenListView(body), "table");
-  EXPECT_EQ(table, "ID   NAME     USER    CREATED                EXPIRES\n"
-                   "t1   laptop   alice   2024-01-01T00:00:00Z   never\n");
+  auto table = renderView(tokenListView(body, "2026-12-07T20:00:00Z"), "table");
+  EXPECT_EQ(table, "ID   NAME     USER    STATE    CREATED                EXPIRES\n"
+                   "t1   laptop   alice   active   2024-01-01T00:00:00Z   never\n");
   EXPECT_EQ(table.find("crl_"), std::string::npos);
   auto created = json::parse(
       R"({"id": "t2", "name": "ci", "user": "bob", "created_at": "c", "expires_at": "e",

@@ -279,6 +279,38 @@ TEST_F(VmRoutes, QuotaShowAndSetPermissions) {
   EXPECT_EQ(call("dave", "PUT", "/api/v1/quotas/users/nobody", R"({"max_vms":1})").status, 404);
 }
 
+// PATCH changes the limits it names and keeps the others (PUT replaces them
+// all): `corral quota set --max-running 2` after `--max-vms 1` keeps max_vms.
+TEST_F(VmRoutes, QuotaPatchChangesOnlyWhatItNames) {
+  const std::string q = "/api/v1/quotas/users/alice";
+  const auto defaults = body(call("dave", "GET", q))["limits"];
+  EXPECT_EQ(call("alice", "PATCH", q, R"({"max_vms":100})").status, 403);
+  EXPECT_EQ(call("carol", "PATCH", "/api/v1/quotas/groups/lab", R"({"max_vms":1})").status, 403);
+  EXPECT_EQ(call("dave", "PATCH", "/api/v1/quotas/users/nobody", R"({"max_vms":1})").status, 404);
+  ASSERT_EQ(call("dave", "PATCH", q, R"({"max_vms":1})").status, 200);
+  auto second = call("dave", "PATCH", q, R"({"max_running":2})");
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(body(second)["limits"]["max_vms"], 1) << "the first PATCH's limit stays";
+  EXPECT_EQ(body(second)["limits"]["max_running"], 2);
+  auto cleared = call("dave", "PATCH", q, R"({"max_vms":null})");
+  ASSERT_EQ(cleared.status, 200) << cleared.body;
+  EXPECT_EQ(body(cleared)["limits"]["max_vms"], defaults["max_vms"]) << "null: back to the default";
+  EXPECT_EQ(body(cleared)["limits"]["max_running"], 2);
+  auto empty = call("dave", "PATCH", q, "{}");
+  EXPECT_EQ(empty.status, 200) << "an empty PATCH changes nothing";
+  EXPECT_EQ(body(empty)["limits"]["max_running"], 2);
+  for (const char* bad : {R"({"max_vms":"many"})", R"({"max_vms":-2})", R"({"max_vmz":1})", R"([1])"}) {
+    auto r = call("dave", "PATCH", q, bad);
+    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_FALSE(body(r)["error"]["field"].get<std::string>().empty()) << bad;
+  }
+  EXPECT_EQ(body(call("dave", "GET", q))["limits"]["max_running"], 2) << "a refused PATCH changes nothing";
+  // PUT still replaces: what it leaves out goes back to the default.
+  auto put = call("dave", "PUT", q, R"({"max_vms":5})");
+  EXPECT_EQ(body(put)["limits"]["max_vms"], 5);
+  EXPECT_EQ(body(put)["limits"]["max_running"], defaults["max_running"]);
+}
+
 TEST_F(VmRoutes, EventsCarryTheChangesForAccessChecks) {
   std::vector<core::Event> seen;
   std::mutex mu;

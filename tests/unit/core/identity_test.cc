@@ -137,8 +137,10 @@ TEST_F(IdentityTest, RevokedTokenIsRefusedAtOnce) {
   auto p = id_->fromToken(t->secret);
   ASSERT_EQ(codeOf(p), ErrorCode::Unauthenticated);
   EXPECT_NE(p.error().message.find("revoked"), std::string::npos);
-  // Revoking again is fine; the list shows when.
-  EXPECT_TRUE(id_->revokeToken(as("alice"), t->record.id).ok());
+  // Revoking again is refused, saying when it was; the list shows it too.
+  auto again = id_->revokeToken(as("alice"), t->record.id);
+  ASSERT_EQ(codeOf(again), ErrorCode::FailedPrecondition);
+  EXPECT_NE(again.error().message.find("revoked already"), std::string::npos) << again.error().message;
   auto listed = id_->listTokens(as("alice"), {});
   ASSERT_TRUE(listed.ok());
   EXPECT_FALSE(listed->front().revokedAt.empty());
@@ -192,8 +194,11 @@ TEST_F(IdentityTest, TokenPermissions) {
   auto forBob = id_->createToken(root_, {"bob", "ci", ""});
   ASSERT_TRUE(forBob.ok());
   EXPECT_EQ(forBob->record.login, "bob");
-  // root over the socket has no row, so no tokens of its own.
-  EXPECT_EQ(codeOf(id_->createToken(root_, {})), ErrorCode::NotFound);
+  // root over the socket has no row, so no tokens of its own: it is told what
+  // to do instead.
+  auto own = id_->createToken(root_, {});
+  ASSERT_EQ(codeOf(own), ErrorCode::FailedPrecondition);
+  EXPECT_NE(own.error().message.find("corral user add NAME --admin"), std::string::npos) << own.error().message;
   EXPECT_EQ(codeOf(id_->createToken(root_, {"nobody-here", "", ""})), ErrorCode::NotFound);
 
   ASSERT_TRUE(id_->createToken(alice, {}).ok());

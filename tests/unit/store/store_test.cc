@@ -233,6 +233,44 @@ TEST_P(StoreTest, UsageCountsVmsRunningMemoryAndDiskOfOneOwner) {
   EXPECT_EQ(store_->usage("robot", "alice").error().code, ErrorCode::InvalidInput);
 }
 
+TEST_P(StoreTest, PatchQuotaChangesOnlyWhatItTouchesAndConcurrentPatchesKeepBoth) {
+  ASSERT_TRUE(store_->setQuota({.subjectKind = "user", .subject = "alice", .maxVms = 2, .maxRunning = 1}).ok());
+  auto patched = store_->patchQuota("user", "alice", [](QuotaRecord& q) {
+    EXPECT_EQ(q.maxVms, 2);  // the change sees the current overrides
+    q.maxRunning = std::nullopt;
+    q.maxDiskVmGib = 40;
+  });
+  ASSERT_TRUE(patched.ok()) << patched.error().describe();
+  auto now = store_->findQuota("user", "alice");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->maxVms, 2);
+  EXPECT_FALSE(now->maxRunning.has_value());
+  EXPECT_EQ(now->maxDiskVmGib, 40);
+  EXPECT_EQ(patched->maxDiskVmGib, 40);
+  EXPECT_EQ(store_->patchQuota("robot", "alice", [](QuotaRecord&) {}).error().code, ErrorCode::InvalidInput);
+
+  // Clearing every override leaves no row, as setQuota does.
+  ASSERT_TRUE(store_->patchQuota("user", "alice", [](QuotaRecord& q) { q = {}; }).ok());
+  EXPECT_FALSE(store_->findQuota("user", "alice")->maxVms.has_value());
+
+  // 20 patches at once, each of its own field: none is lost.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = store_->patchQuota("group", "devs", [i](QuotaRecord& q) {
+        if (i % 2 == 0) q.maxVms = q.maxVms.value_or(0) + 1;
+        else q.maxRunning = q.maxRunning.value_or(0) + 1;
+      });
+      EXPECT_TRUE(r.ok()) << r.error().describe();
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto devs = store_->findQuota("group", "devs");
+  ASSERT_TRUE(devs.ok());
+  EXPECT_EQ(devs->maxVms, 10);
+  EXPECT_EQ(devs->maxRunning, 10);
+}
+
 TEST_P(StoreTest, QuotaCheckSeesTheOwnersUsageAndOverridesAndItsRefusalWritesNothing) {
   addUser("alice");
   ASSERT_TRUE(store_->setQuota({.subjectKind = "user", .subject = "alice", .maxVms = 2}).ok());
