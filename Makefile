@@ -18,7 +18,7 @@ CMAKE_FLAGS ?=
 # Tests at once. Integration tests each count for 2 (tests/CMakeLists.txt): at most
 # two TCG guests' tests together, with unit tests filling the gaps.
 TEST_JOBS ?= 4
-CTEST := ctest --output-on-failure --timeout 900 --parallel $(TEST_JOBS)
+CTEST := ctest --output-on-failure --timeout 600 --parallel $(TEST_JOBS)
 
 .PHONY: run test test-unit test-integration deps build guest debian-guest bench asan clean
 
@@ -45,7 +45,7 @@ debian-guest: deps
 test: build guest debian-guest
 	@scripts/test-summary $(BUILD) $(CTEST)
 
-# One layer in seconds, while working: `make test-unit`, or by name:
+# While working: the unit tests in about two minutes, or tests by name in seconds:
 #   cd build && ctest -R 'Monitor|QmpTransport'      (see README.md, "Tests")
 test-unit: build
 	@scripts/test-summary $(BUILD) $(CTEST) -L unit
