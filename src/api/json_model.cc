@@ -294,9 +294,7 @@ Result<std::map<std::string, std::optional<int64_t>>> parseQuotaChanges(const js
   std::map<std::string, std::optional<int64_t>> changes;
   if (!body.is_object()) return Error::invalidInput("body", body.dump(), "must be a JSON object");
   for (const auto& [k, v] : body.items()) {
-    const auto& keys = core::quotaKeys();
-    auto key = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
-    if (key == keys.end()) return Error::invalidInput(k, v.dump(), "unknown field");
+    if (core::findQuotaKey(k) == nullptr) return Error::invalidInput(k, v.dump(), "unknown field");
     if (v.is_null()) {
       changes[k] = std::nullopt;  // back to the default
       continue;
@@ -309,11 +307,8 @@ Result<std::map<std::string, std::optional<int64_t>>> parseQuotaChanges(const js
 
 Result<store::QuotaRecord> parseQuota(const json& body) {
   store::QuotaRecord q;
-  for (const auto& [k, v] : CORRAL_TRY(parseQuotaChanges(body))) {
-    const auto& keys = core::quotaKeys();
-    auto key = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
-    q.*(key->field) = v;  // a key parseQuotaChanges took is one of quotaKeys()
-  }
+  for (const auto& [k, v] : CORRAL_TRY(parseQuotaChanges(body)))
+    q.*(core::findQuotaKey(k)->field) = v;  // parseQuotaChanges took only known keys
   return q;
 }
 
@@ -372,7 +367,9 @@ Result<core::ImportImageRequest> parseImportImage(const json& body) {
 
 // ---- identity (routes_identity.cc)
 
-json nullIfEmptyString(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+namespace {
+json nullIfEmpty(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }  // optional timestamps
+}  // namespace
 
 json toJson(const store::UserRecord& u) {
   return {{"login", u.login},           {"display_name", u.displayName}, {"email", u.email},
@@ -389,8 +386,8 @@ json toJson(const store::TokenRecord& t) {
           {"user", t.login},
           {"name", t.name},
           {"created_at", t.createdAt},
-          {"expires_at", nullIfEmptyString(t.expiresAt)},
-          {"revoked_at", nullIfEmptyString(t.revokedAt)}};
+          {"expires_at", nullIfEmpty(t.expiresAt)},
+          {"revoked_at", nullIfEmpty(t.revokedAt)}};
 }
 
 // The key's type is its line's first word (the store keeps the canonical line).

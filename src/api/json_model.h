@@ -49,8 +49,6 @@ nlohmann::json toJson(const store::UserRecord& user);
 nlohmann::json toJson(const store::GroupRecord& group);
 nlohmann::json toJson(const store::TokenRecord& token);
 nlohmann::json toJson(const store::SshKeyRecord& key);
-// "" -> null, for optional timestamps.
-nlohmann::json nullIfEmptyString(const std::string& s);
 
 Result<core::CreateVmRequest> parseCreateVm(const nlohmann::json& body);
 Result<core::NetworkRequest> parseNetworkRequest(const nlohmann::json& body);

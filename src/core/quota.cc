@@ -15,6 +15,12 @@ QuotaLimits QuotaLimits::unlimited() {
   return {kUnlimited, kUnlimited, kUnlimited, kUnlimited, kUnlimited, kUnlimited, kUnlimited};
 }
 
+const QuotaKey* findQuotaKey(std::string_view key) {
+  for (const auto& k : quotaKeys())
+    if (key == k.key) return &k;
+  return nullptr;
+}
+
 const std::vector<QuotaKey>& quotaKeys() {
   using R = store::QuotaRecord;
   using L = QuotaLimits;

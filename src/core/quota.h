@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -66,5 +67,7 @@ struct QuotaKey {
   int64_t QuotaLimits::*limit;
 };
 const std::vector<QuotaKey>& quotaKeys();
+// The limit with this JSON key ("max_vms"), or nullptr for none.
+const QuotaKey* findQuotaKey(std::string_view key);
 
 }  // namespace corral::core

@@ -3,7 +3,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
-#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <fmt/format.h>
@@ -617,11 +616,10 @@ Result<nlohmann::json> VmManager::patchQuota(const Principal& who, const std::st
   CORRAL_TRY(quota(who, kind, subject));  // validates and checks that the subject exists
   std::vector<std::pair<const QuotaKey*, std::optional<int64_t>>> fields;
   for (const auto& [key, value] : changes) {
-    const auto& keys = quotaKeys();
-    auto k = std::find_if(keys.begin(), keys.end(), [&](const QuotaKey& x) { return key == x.key; });
-    if (k == keys.end()) return Error::invalidInput(key, value ? std::to_string(*value) : "null", "unknown field");
+    const QuotaKey* k = findQuotaKey(key);
+    if (k == nullptr) return Error::invalidInput(key, value ? std::to_string(*value) : "null", "unknown field");
     CORRAL_TRY(checkQuotaValue(*k, value));
-    fields.emplace_back(&*k, value);
+    fields.emplace_back(k, value);
   }
   CORRAL_TRY(store_.patchQuota(kind, subject, [&](store::QuotaRecord& q) {
     for (const auto& [k, value] : fields) q.*(k->field) = value;
