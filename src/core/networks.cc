@@ -267,13 +267,13 @@ Result<store::NetworkRecord> Networks::create(const Principal& who, const Networ
   if (created.mode == "nat") {
     std::lock_guard lock(hostMu_);
     auto up = bringUpNat(created);
-    if (up.ok()) up = refreshNatRules();
+    if (up.ok()) up = refreshFirewall();
     if (!up.ok()) {
       // Nothing half made: the row, the bridge and its dnsmasq go again.
       (void)host::net::stopDnsmasq(networkDir(created));
       (void)host::net::deleteLink(created.bridge);
       (void)store_.deleteNetwork(created.name);
-      (void)refreshNatRules();
+      (void)refreshFirewall();
       return up.error().context(fmt::format("network {}", created.name));
     }
   }
@@ -308,7 +308,7 @@ Result<void> Networks::remove(const Principal& who, const std::string& name) {
       spdlog::warn("network={}: cannot stop dnsmasq: {}", name, r.error().message);
     if (auto r = host::net::deleteLink(net.bridge); !r.ok())
       spdlog::warn("network={}: cannot delete bridge {}: {}", name, net.bridge, r.error().message);
-    if (auto r = refreshNatRules(); !r.ok()) spdlog::warn("network={}: nftables: {}", name, r.error().message);
+    if (auto r = refreshFirewall(); !r.ok()) spdlog::warn("network={}: nftables: {}", name, r.error().message);
     std::error_code ec;
     fs::remove_all(networkDir(net), ec);
   }
@@ -319,18 +319,15 @@ Result<void> Networks::remove(const Principal& who, const std::string& name) {
 Result<void> Networks::bringUp() {
   auto nets = CORRAL_TRY(store_.listNetworks());
   std::lock_guard lock(hostMu_);
-  bool anyNat = false;
   for (const auto& net : nets) {
     if (net.mode == "nat") {
-      anyNat = true;
       if (auto r = bringUpNat(net); !r.ok())
         spdlog::error("network={}: cannot bring up: {}", net.name, r.error().describe());
     } else if (net.mode == "bridged" && !host::net::isBridge(net.bridge)) {
       spdlog::warn("network={}: bridge {} does not exist on this host: its VMs cannot start", net.name, net.bridge);
     }
   }
-  if (!anyNat) return ok();
-  return refreshNatRules();
+  return refreshFirewall();
 }
 
 Result<void> Networks::bringUpNat(const store::NetworkRecord& net) {
@@ -359,11 +356,16 @@ Result<void> Networks::refreshDnsmasq(const store::NetworkRecord& net) {
   return host::net::updateDnsmasq(dc);  // starts one when none runs
 }
 
-Result<void> Networks::refreshNatRules() {
+Result<void> Networks::refreshFirewall() {
   std::vector<std::string> subnets;
-  for (const auto& n : CORRAL_TRY(store_.listNetworks()))
-    if (n.mode == "nat") subnets.push_back(n.subnet);
-  return host::net::applyNatRules(subnets);
+  host::net::GuardSpec guard{.guestGid = cfg_.guestGid, .nat = {}};
+  for (const auto& n : CORRAL_TRY(store_.listNetworks())) {
+    if (n.mode != "nat") continue;
+    subnets.push_back(n.subnet);
+    guard.nat.push_back({.bridge = n.bridge, .subnet = n.subnet, .gateway = n.gateway});
+  }
+  CORRAL_TRY(host::net::applyNatRules(subnets));
+  return host::net::applyGuardRules(guard);
 }
 
 Result<store::NicRecord> Networks::insertWithAddress(store::NicRecord nic, const store::NetworkRecord& net,

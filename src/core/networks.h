@@ -14,6 +14,10 @@
 // that a crash or an unclean exit left.
 //
 // Admins create and delete networks; everyone may list and use them.
+//
+// Guests reach the outside world, never this host's own services (beyond DHCP
+// and DNS) nor another nat network: see host::net::GuardSpec, applied at start
+// and whenever a nat network comes or goes.
 #pragma once
 
 #include <chrono>
@@ -42,6 +46,12 @@ struct NetworkConfig {
   std::chrono::milliseconds hookTimeout{10000};
   bool vhostNet = true;                    // vhost-net for virtio NICs when /dev/vhost-net works
   std::string defaultNetwork = "default";  // a new VM's NIC when its create names none; "" none
+  // The group every QEMU runs with (uid stays root until per-guest uids come):
+  // the firewall (host::net::applyGuardRules) refuses what sockets of this group
+  // open towards the host's own addresses and other nat networks. No account or
+  // group may have it (corrald refuses to start otherwise).
+  gid_t guestGid = kDefaultGuestGid;
+  static constexpr gid_t kDefaultGuestGid = 199999;
 };
 
 struct NetworkRequest {
@@ -88,8 +98,10 @@ class Networks {
  public:
   Networks(store::Store& store, const host::StateDir& dir, NetworkConfig cfg);
 
-  // At daemon start: every nat network's bridge, address and dnsmasq, and the
-  // masquerade rules; a bridged network whose bridge is missing is logged.
+  // At daemon start: every nat network's bridge, address and dnsmasq, the
+  // masquerade rules and the guard rules (which user-mode guests need too: a
+  // failure to install them fails the start); a bridged network whose bridge is
+  // missing is logged.
   Result<void> bringUp();
 
   Result<store::NetworkRecord> create(const Principal& who, const NetworkRequest& req);
@@ -122,7 +134,7 @@ class Networks {
  private:
   Result<void> bringUpNat(const store::NetworkRecord& net);
   Result<void> refreshDnsmasq(const store::NetworkRecord& net);
-  Result<void> refreshNatRules();
+  Result<void> refreshFirewall();  // the masquerade and guard tables from the store
   std::string networkDir(const store::NetworkRecord& net) const;
   Result<store::NicRecord> insertWithAddress(store::NicRecord nic, const store::NetworkRecord& net, bool pickIp);
 

@@ -287,6 +287,7 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   lc.spec = std::move(spec);
   lc.runtimeDir = runDir.string();
   lc.consoleLogMaxBytes = cfg_.consoleLogMaxBytes;
+  lc.gid = cfg_.network.guestGid;
   auto launched = qemu::Machine::launch(io_, std::move(lc), watch.get());
   // QEMU read the disks' passphrases while it started (or failed to): they go now.
   Storage::removeSecretFiles(runDir);

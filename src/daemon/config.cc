@@ -92,6 +92,7 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "network_hook") CORRAL_TRY(read(v, k, cfg.network.hookScript));
     else if (k == "vhost_net") CORRAL_TRY(read(v, k, cfg.network.vhostNet));
     else if (k == "default_network") CORRAL_TRY(read(v, k, cfg.network.defaultNetwork));
+    else if (k == "guest_gid") CORRAL_TRY(read(v, k, cfg.network.guestGid));
     else if (k == "console_token_ttl") CORRAL_TRY(read(v, k, cfg.consoleTokenTtlSeconds));
     else if (k == "console_history_bytes") CORRAL_TRY(read(v, k, cfg.consoleHistoryBytes));
     else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
@@ -135,6 +136,7 @@ nlohmann::json toJson(const Config& c) {
       {"network_hook", c.network.hookScript.empty() ? "-" : c.network.hookScript},
       {"vhost_net", c.network.vhostNet},
       {"default_network", c.network.defaultNetwork.empty() ? "-" : c.network.defaultNetwork},
+      {"guest_gid", c.network.guestGid},
       {"console_token_ttl", c.consoleTokenTtlSeconds},
       {"console_history_bytes", c.consoleHistoryBytes},
       {"console_token_key", "<state_dir>/keys/console.key"},

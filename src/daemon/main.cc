@@ -5,6 +5,7 @@
 // reparented to it and their exit statuses are its to read. It never stops a
 // guest on its own exit: SIGTERM/SIGINT close the API and leave guests running,
 // and the next start reattaches them.
+#include <grp.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -108,6 +109,11 @@ int run(const Config& cfg) {
   auto guard = boost::asio::make_work_guard(io);
   std::vector<std::thread> ioThreads;
   for (unsigned i = 0; i < std::max(1u, cfg.ioThreads); ++i) ioThreads.emplace_back([&io] { io.run(); });
+  auto stopIo = [&] {
+    guard.reset();
+    io.stop();
+    for (auto& t : ioThreads) t.join();
+  };
 
   core::ManagerConfig mc;
   mc.qemuBinary = node->qemuBinary;
@@ -133,25 +139,26 @@ int run(const Config& cfg) {
     core::VmManager vms(io, **store, dir, mc, &events);
     if (auto r = vms.openStorage(); !r.ok()) {
       spdlog::critical("storage: {}", r.error().message);
-      guard.reset();
-      io.stop();
-      for (auto& t : ioThreads) t.join();
+      stopIo();
       return 1;
     }
     core::Operations ops(**store, cfg.operationThreads);
     core::Images images(**store, vms.storage(), ops);
     if (auto r = images.dropUnfinished(); !r.ok()) spdlog::error("images: {}", r.error().message);
     // Bridges, dnsmasq and masquerade before any guest starts (reconcile may restart some).
-    if (auto r = vms.networks().bringUp(); !r.ok()) spdlog::error("networks: {}", r.error().describe());
+    // The guard rules keep every guest off this host's services: no guest starts without them.
+    if (auto r = vms.networks().bringUp(); !r.ok()) {
+      spdlog::critical("networks: {}", r.error().describe());
+      stopIo();
+      return 1;
+    }
     if (auto r = vms.reconcile(); !r.ok()) spdlog::error("reconcile: {}", r.error().message);
 
     auto consoleTokens = core::ConsoleTokens::open(
         {.keyFile = dir.consoleKey(), .ttl = std::chrono::seconds(cfg.consoleTokenTtlSeconds)});
     if (!consoleTokens.ok()) {
       spdlog::critical("consoles: {}", consoleTokens.error().message);
-      guard.reset();
-      io.stop();
-      for (auto& t : ioThreads) t.join();
+      stopIo();
       return 1;
     }
 
@@ -202,9 +209,7 @@ int run(const Config& cfg) {
     }
     api::setInternalErrorReporter({});
   }
-  guard.reset();
-  io.stop();
-  for (auto& t : ioThreads) t.join();
+  stopIo();
   return rc;
 }
 
@@ -253,6 +258,9 @@ int main(int argc, char** argv) {
   app.add_flag("--vhost-net,!--no-vhost-net", cfg.network.vhostNet, "virtio NICs on taps use vhost-net when it works");
   app.add_option("--default-network", cfg.network.defaultNetwork, "network of a new VM's NIC when none is named")
       ->capture_default_str();
+  app.add_option("--guest-gid", cfg.network.guestGid,
+                 "group every QEMU runs with; the firewall keeps its sockets off this host's own addresses")
+      ->capture_default_str();
   app.add_option("--console-token-ttl", cfg.consoleTokenTtlSeconds, "seconds a console token stays valid")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -270,6 +278,14 @@ int main(int argc, char** argv) {
   if (const std::string& hook = cfg.network.hookScript;
       !hook.empty() && (hook.front() != '/' || ::access(hook.c_str(), X_OK) != 0)) {
     fmt::print(stderr, "corrald: network_hook {}: must be an absolute path to an executable file\n", hook);
+    return 2;
+  }
+  // The guard firewall refuses every socket of this group the host's services:
+  // a real group with it would lose them too, and root's would lock out corrald.
+  if (gid_t g = cfg.network.guestGid; g == 0 || ::getgrgid(g) != nullptr) {
+    const struct group* gr = ::getgrgid(g);
+    fmt::print(stderr, "corrald: guest_gid {}: is group {}'s; choose a gid that no group or account has\n", g,
+               gr ? gr->gr_name : "?");
     return 2;
   }
   corral::util::log::setup({.format = *format, .level = cfg.logLevel, .recentProblems = 50});

@@ -26,6 +26,8 @@
 #include <set>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "util/command.h"
@@ -403,6 +405,60 @@ Result<std::string> natRulesScript(const std::vector<std::string>& subnets) {
 
 Result<void> applyNatRules(const std::vector<std::string>& subnets) {
   std::string script = CORRAL_TRY(natRulesScript(subnets));
+  CORRAL_TRY(runTool(nftTool(), {"-f", "-"}, std::move(script)));
+  return ok();
+}
+
+Result<std::string> guardRulesScript(const GuardSpec& spec) {
+  if (spec.guestGid == 0) return Error::invalidInput("guest_gid", "0", "must not be root's group");
+  const std::string g = std::to_string(spec.guestGid);
+  std::string out, in, fwd;
+  std::vector<std::string> bridges, subnets;
+  for (const auto& n : spec.nat) {
+    if (!validIfName(n.bridge)) return Error::invalidInput("interface", n.bridge, "is not a valid interface name");
+    util::Ipv4Prefixed net = CORRAL_TRY(util::parseIpv4Prefixed("subnet", n.subnet));
+    util::Ipv4 gw = CORRAL_TRY(util::parseIpv4("gateway", n.gateway));
+    bridges.push_back(fmt::format("\"{}\"", n.bridge));
+    subnets.push_back(net.subnet().str());
+    in += fmt::format("    iifname \"{}\" ip daddr {} meta l4proto {{ tcp, udp }} th dport 53 accept\n", n.bridge,
+                      gw.str());
+    in += fmt::format("    iifname \"{}\" udp dport 67 accept\n", n.bridge);
+  }
+  out += fmt::format("    meta skgid {} fib daddr type local meta l4proto {{ tcp, udp }} th dport 53 accept\n", g);
+  out += fmt::format("    meta skgid {} fib daddr type local meta l4proto tcp reject with tcp reset\n", g);
+  out += fmt::format("    meta skgid {} fib daddr type local reject with icmpx admin-prohibited\n", g);
+  if (!subnets.empty()) {
+    out += fmt::format("    meta skgid {} ip daddr {{ {} }} meta l4proto tcp reject with tcp reset\n", g,
+                       fmt::join(subnets, ", "));
+    out += fmt::format("    meta skgid {} ip daddr {{ {} }} reject with icmpx admin-prohibited\n", g,
+                       fmt::join(subnets, ", "));
+    const std::string all = fmt::format("{{ {} }}", fmt::join(bridges, ", "));
+    in += fmt::format("    iifname {} icmp type echo-request accept\n", all);
+    in += fmt::format("    iifname {} fib daddr type local meta l4proto tcp reject with tcp reset\n", all);
+    in += fmt::format("    iifname {} fib daddr type local reject with icmpx admin-prohibited\n", all);
+    for (const auto& b : bridges) {
+      std::vector<std::string> others;
+      for (const auto& o : bridges)
+        if (o != b) others.push_back(o);
+      if (!others.empty())
+        fwd += fmt::format("    iifname {} oifname {{ {} }} reject with icmpx admin-prohibited\n", b,
+                           fmt::join(others, ", "));
+    }
+  }
+  std::string script = "table inet corral_guard {}\ndelete table inet corral_guard\ntable inet corral_guard {\n";
+  // Replies to connections opened from outside (a host port forward) go out from
+  // the guest's sockets too: only what a guest opens is refused.
+  script += "  chain output {\n    type filter hook output priority filter; policy accept;\n";
+  script += "    ct state established,related accept\n" + out + "  }\n";
+  script += "  chain input {\n    type filter hook input priority filter; policy accept;\n";
+  script += "    ct state established,related accept\n" + in + "  }\n";
+  script += "  chain forward {\n    type filter hook forward priority filter; policy accept;\n" + fwd + "  }\n";
+  script += "}\n";
+  return script;
+}
+
+Result<void> applyGuardRules(const GuardSpec& spec) {
+  std::string script = CORRAL_TRY(guardRulesScript(spec));
   CORRAL_TRY(runTool(nftTool(), {"-f", "-"}, std::move(script)));
   return ok();
 }

@@ -123,6 +123,34 @@ Result<std::string> natRulesScript(const std::vector<std::string>& subnets);
 // through there too; the operator's documentation says so.
 Result<void> applyNatRules(const std::vector<std::string>& subnets);
 
+// What keeps guests off the host and away from each other (table `inet
+// corral_guard`, apart from the masquerade table above):
+//  - every QEMU runs with the group guestGid, and whatever a socket of that group
+//    sends to one of this host's own addresses (the slirp of a user-mode NIC
+//    turns the guest's 10.0.2.2 into 127.0.0.1) is refused at once (TCP reset,
+//    else ICMP admin-prohibited), except DNS (port 53: slirp forwards the guest's
+//    queries to the host's resolver, which may be local); so is whatever it sends
+//    into a nat network's subnet (another tenant's guests);
+//  - a nat network's guests reach this host only for DHCP (udp 67), DNS on their
+//    gateway (53) and ping; replies to what the host opened still come back;
+//  - guests on two different nat networks cannot reach each other.
+struct GuardNetwork {
+  std::string bridge;   // a valid interface name
+  std::string subnet;   // "10.77.0.0/24"
+  std::string gateway;  // the host's address on the bridge, "10.77.0.1"
+};
+struct GuardSpec {
+  gid_t guestGid = 0;
+  std::vector<GuardNetwork> nat;
+};
+// The nft script applyGuardRules() feeds to `nft -f -`. InvalidInput naming the
+// field ("interface", "subnet", "gateway", "guest_gid") for a bad entry; gid 0
+// (root's group, which corrald itself runs with) is refused.
+Result<std::string> guardRulesScript(const GuardSpec& spec);
+// Replaces the table `inet corral_guard` in one nft transaction (the old rules
+// hold until the new ones do).
+Result<void> applyGuardRules(const GuardSpec& spec);
+
 // ---- the NIC hook
 
 // What a NIC hook script is told, one environment variable each (Ganeti's

@@ -542,6 +542,7 @@ Result<std::unique_ptr<Machine>> Machine::launch(asio::io_context& io, LaunchCon
   cmd.stdoutToFile(qemuLog);
   cmd.stderrToStdout();
   cmd.daemonize(paths.pidfile);
+  if (cfg.gid) cmd.gid(*cfg.gid);
   for (const Nic& nic : cfg.spec.nics) {
     if (nic.tapFd >= 0) cmd.passFd(nic.tapFd);
     if (nic.vhostFd >= 0) cmd.passFd(nic.vhostFd);

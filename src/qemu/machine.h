@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,9 @@ struct LaunchConfig {
   size_t consoleLogMaxBytes = 1 << 20;
   bool startPaused = false;  // leave the guest paused after configure (no `cont`)
   std::vector<std::string> extraArgs;  // appended to the argv (tests; per-VM tweaks)
+  // The group QEMU runs with (its only one; the uid stays the caller's): what the
+  // host firewall knows guests' sockets by (host::net::GuardSpec). nullopt: the caller's.
+  std::optional<gid_t> gid;
   // Runs while the guest is still paused, before `cont`; its error fails the launch.
   std::function<Result<void>(Monitor&)> configure;
 };

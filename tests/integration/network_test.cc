@@ -7,6 +7,9 @@
 //    masquerade table is installed; a stopped guest's tap is gone;
 //  - a host port forward reaches a server in a user-mode guest, and a second
 //    VM cannot take the same host port;
+//  - a user-mode guest reaches the outside world but not the host's own
+//    services (its loopback behind 10.0.2.2, its addresses on links); a nat
+//    guest reaches its gateway's DNS but no other service of the host;
 //  - a bridged guest is on the LAN of another namespace the test made (the LAN
 //    reaches its HTTP server);
 //  - taps are gone after SIGKILL of QEMU, and a daemon restart removes taps a
@@ -146,6 +149,12 @@ TEST_F(NetworkTest, NatGuestsGetPoolAddressesByDhcpAndReachEachOtherAndTheGatewa
   // dnsmasq answers the hostnames, short and in the network's domain.
   EXPECT_TRUE(shell("a", "nslookup b.lab.test 10.77.0.1 | grep -q 10.77.0.11", "DNS", 4, 4))
       << h_.cli({"vm", "log", "a"}).out;
+  // ...and nothing else of the host's: a service on every host address is refused.
+  {
+    AcceptCounter hostService(ns_, "0.0.0.0", 18084);
+    EXPECT_TRUE(shell("a", "! nc 10.77.0.1 18084 </dev/null", "HOSTSVC", 5, 5)) << h_.cli({"vm", "log", "a"}).out;
+    EXPECT_EQ(hostService.accepted(), 0);
+  }
 
   // The taps' counters, in the guest's view, in /metrics.
   auto metrics = ApiClient::unixSocket(h_.socket()).get("/metrics");
@@ -193,6 +202,35 @@ TEST_F(NetworkTest, UserModeForwardReachesAGuestServer) {
   auto bad = h_.cli({"vm", "create", "web3", "--image", "guest", "--memory", "128", "--forward", "tcp:80:80"});
   EXPECT_NE(bad.exitCode, 0);
   EXPECT_NE(bad.err.find("forward"), std::string::npos) << bad.err;
+}
+
+// Proves a guest on the default user-mode network reaches the outside world (a
+// server in another namespace, routed through the host) and none of the host's
+// own services: not one bound to the host's 127.0.0.1 (which slirp offers the
+// guest as 10.0.2.2), not one on the host's address on a link. The servers count
+// what arrived, so "refused" is the host's word, not only the guest's.
+TEST_F(NetworkTest, UserModeGuestReachesTheOutsideButNotTheHost) {
+  Netns outside("corral-out");
+  ns_.ip({"link", "add", "veth-h", "type", "veth", "peer", "name", "veth-o", "netns", outside.name()});
+  ns_.ip({"addr", "add", "192.0.2.1/24", "dev", "veth-h"});
+  ns_.ip({"link", "set", "veth-h", "up"});
+  outside.ip({"addr", "add", "192.0.2.2/24", "dev", "veth-o"});
+  outside.ip({"link", "set", "veth-o", "up"});
+  AcceptCounter world(outside, "192.0.2.2", 18083);
+  AcceptCounter hostLoopback(ns_, "127.0.0.1", 18081);
+  AcceptCounter hostLink(ns_, "0.0.0.0", 18082);
+
+  startVm("probe", {});
+  ASSERT_TRUE(h_.waitForLog("probe", "CORRAL-NET eth0 10.0.2.15", 1, kBoot)) << h_.cli({"vm", "log", "probe"}).out;
+  EXPECT_TRUE(shell("probe", "nc 192.0.2.2 18083 </dev/null", "WORLD", 6, 6)) << h_.cli({"vm", "log", "probe"}).out;
+  EXPECT_EQ(world.accepted(), 1);
+  EXPECT_TRUE(shell("probe", "! nc 10.0.2.2 18081 </dev/null", "LOOP", 7, 8)) << h_.cli({"vm", "log", "probe"}).out;
+  EXPECT_TRUE(shell("probe", "! nc 192.0.2.1 18082 </dev/null", "LINK", 8, 9)) << h_.cli({"vm", "log", "probe"}).out;
+  EXPECT_EQ(hostLoopback.accepted(), 0);
+  EXPECT_EQ(hostLink.accepted(), 0);
+  // The host itself still reaches its own services (the rules are the guests' only).
+  (void)ns_.httpGet("127.0.0.1", 18081, 2000);
+  EXPECT_TRUE(DaemonHarness::waitFor([&] { return hostLoopback.accepted() == 1; }, 10s));
 }
 
 TEST_F(NetworkTest, BridgedGuestIsOnTheLanOfAnotherNamespace) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -133,6 +134,38 @@ std::optional<std::string> Netns::httpGet(const std::string& addr, uint16_t port
     answer = out;
   });
   return answer;
+}
+
+AcceptCounter::AcceptCounter(const Netns& ns, const std::string& addr, uint16_t port) {
+  ns.run([&] {
+    listener_ = util::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    if (::inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1 ||
+        ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(listener_.get(), 16) != 0)
+      ADD_FAILURE() << "cannot listen on " << addr << ":" << port << " in " << ns.name() << ": " << std::strerror(errno);
+  });
+  stop_ = util::UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  thread_ = std::thread([this] {
+    for (;;) {
+      pollfd p[2] = {{listener_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
+      if (p[1].revents) return;
+      if (p[0].revents & POLLIN) {
+        util::UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (c) ++accepted_;
+      }
+    }
+  });
+}
+
+AcceptCounter::~AcceptCounter() {
+  uint64_t one = 1;
+  (void)::write(stop_.get(), &one, sizeof one);
+  thread_.join();
 }
 
 }  // namespace corral::testing

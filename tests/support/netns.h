@@ -6,13 +6,17 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "util/unique_fd.h"
 
 namespace corral::testing {
 
@@ -45,6 +49,26 @@ class Netns {
 
  private:
   std::string name_;
+};
+
+// A TCP server in a namespace that accepts every connection and closes it at
+// once (so a client such as busybox nc ends), counting them: a test learns
+// whether a connection arrived, not only whether the client thought so.
+class AcceptCounter {
+ public:
+  // Listens on addr:port inside ns; fails the test when it cannot.
+  AcceptCounter(const Netns& ns, const std::string& addr, uint16_t port);
+  ~AcceptCounter();
+  AcceptCounter(const AcceptCounter&) = delete;
+  AcceptCounter& operator=(const AcceptCounter&) = delete;
+
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  util::UniqueFd listener_;
+  util::UniqueFd stop_;  // an eventfd the thread polls beside the listener
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
 };
 
 }  // namespace corral::testing

@@ -8,7 +8,12 @@
 // The expected values are read back independently: `ip -j`, `nft -j`, /proc and
 // if_nametoindex(), never through the functions under test.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -366,6 +371,80 @@ TEST_F(NetTest, ApplyNatRulesReplacesTheTable) {
   ASSERT_TRUE(applyNatRules({}).ok());
   EXPECT_FALSE(readNatTable().exists);
   EXPECT_TRUE(applyNatRules({}).ok()) << "removing an absent table is fine";
+}
+
+// A TCP listener on addr:port (0: any free port) in this namespace; its port.
+std::pair<util::UniqueFd, uint16_t> listenTcp(const char* addr, uint16_t port) {
+  util::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, addr, &sa.sin_addr);
+  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << addr << ":" << port << " " << errno;
+  EXPECT_EQ(::listen(fd.get(), 8), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return {std::move(fd), ntohs(sa.sin_port)};
+}
+
+// connect() to addr:port from a child process whose only group is gid (as a
+// QEMU is started): 0 when it connected, else the errno.
+int connectAsGroup(gid_t gid, const char* addr, uint16_t port) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(1, &gid) != 0 || ::setresgid(gid, gid, gid) != 0) ::_exit(250);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    ::inet_pton(AF_INET, addr, &sa.sin_addr);
+    ::_exit(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 ? 0 : errno);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+// Proves the guard table keeps sockets of the guests' group off this host's own
+// addresses (loopback and an address on a link alike) while root's sockets and
+// the guests' DNS still connect, that the table has its three chains, and that a
+// refused spec (gid 0, a bad subnet) leaves the installed rules as they were.
+TEST_F(NetTest, GuardRulesRefuseTheGuestGroupTheHostsOwnAddresses) {
+  constexpr gid_t kGuest = 199999;
+  ASSERT_TRUE(setLinkUp("lo").ok());
+  ASSERT_TRUE(createBridge("crlbrg0").ok());
+  ASSERT_TRUE(addAddress("crlbrg0", "10.66.0.1/24").ok());
+  auto [lo, loPort] = listenTcp("127.0.0.1", 0);
+  auto [any, anyPort] = listenTcp("0.0.0.0", 0);
+  auto [dns, dnsPort] = listenTcp("127.0.0.1", 53);
+  ASSERT_EQ(connectAsGroup(kGuest, "127.0.0.1", loPort), 0) << "before the rules, the guest's group connects";
+
+  ASSERT_TRUE(applyGuardRules({.guestGid = kGuest,
+                               .nat = {{.bridge = "crlbrg0", .subnet = "10.66.0.0/24", .gateway = "10.66.0.1"}}})
+                  .ok());
+  EXPECT_EQ(connectAsGroup(kGuest, "127.0.0.1", loPort), ECONNREFUSED);
+  EXPECT_EQ(connectAsGroup(kGuest, "10.66.0.1", anyPort), ECONNREFUSED) << "a host address on a link";
+  EXPECT_EQ(connectAsGroup(kGuest, "127.0.0.1", dnsPort), 0) << "DNS stays reachable";
+  EXPECT_EQ(connectAsGroup(0, "127.0.0.1", loPort), 0) << "root's sockets are untouched";
+  EXPECT_EQ(connectAsGroup(kGuest + 1, "10.66.0.1", anyPort), 0) << "only the guests' group is refused";
+
+  Json listing = Json::parse(run("nft", {"-j", "list", "table", "inet", "corral_guard"}));
+  std::map<std::string, std::string> hooks;
+  for (const auto& item : listing["nftables"])
+    if (item.contains("chain")) hooks[item["chain"]["name"]] = item["chain"]["hook"];
+  EXPECT_EQ(hooks, (std::map<std::string, std::string>{{"forward", "forward"}, {"input", "input"}, {"output", "output"}}));
+
+  auto root = applyGuardRules({.guestGid = 0, .nat = {}});
+  ASSERT_FALSE(root.ok());
+  EXPECT_EQ(root.error().field, "guest_gid");
+  auto bad = applyGuardRules({.guestGid = kGuest, .nat = {{.bridge = "crlbrg0", .subnet = "x", .gateway = "10.66.0.1"}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().field, "subnet");
+  EXPECT_EQ(connectAsGroup(kGuest, "127.0.0.1", loPort), ECONNREFUSED) << "a refused spec changes nothing";
+  ASSERT_TRUE(run("nft", {"delete", "table", "inet", "corral_guard"}).empty());
+  EXPECT_EQ(connectAsGroup(kGuest, "127.0.0.1", loPort), 0);
 }
 
 // ---------------------------------------------------------------- NIC hook

@@ -27,7 +27,10 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 // A thread parked in a function with a name the test can look for.
-[[gnu::noinline]] void corralReportTestParkedThread(std::shared_future<void> release) {
+// Says its tid from inside its own frame, so a sample taken after the tid is known always finds
+// this function on the stack (announcing before the call raced the sample under load).
+[[gnu::noinline]] void corralReportTestParkedThread(std::promise<pid_t>& tid, std::shared_future<void> release) {
+  tid.set_value(::gettid());
   release.wait();
   asm volatile("" ::: "memory");  // keeps the frame: no tail call
 }
@@ -167,8 +170,7 @@ TEST(ReportSections, ThreadsHaveSymbolizedStacksAndASilentThreadDoesNotHangTheRe
   std::promise<pid_t> deafTid;
   std::thread parked([&] {
     ::pthread_setname_np(::pthread_self(), "corral-parked");
-    parkedTid.set_value(::gettid());
-    corralReportTestParkedThread(released);
+    corralReportTestParkedThread(parkedTid, released);
   });
   std::thread deaf([&] {
     EXPECT_TRUE(prepareStackSampling().ok());
