@@ -96,8 +96,40 @@ Result<Forward> parseForward(const std::string& text) {
   if (!port(std::string_view(text).substr(a + 1, b - a - 1), f.hostPort) ||
       !port(std::string_view(text).substr(b + 1), f.guestPort))
     return bad("ports must be numbers from 1 to 65535");
-  if (f.hostPort < 1024) return bad("host port must be 1024 or above");
   return f;
+}
+
+}  // namespace
+
+Result<void> parseForwardPorts(std::string_view text, NetworkConfig& cfg) {
+  auto bad = [&] {
+    return Error::invalidInput("forward_ports", std::string(text), "must be LOW-HIGH, ports from 1 to 65535");
+  };
+  size_t dash = text.find('-');
+  if (dash == std::string_view::npos) return bad();
+  unsigned low = 0, high = 0;
+  auto num = [](std::string_view s, unsigned& v) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
+  };
+  if (!num(text.substr(0, dash), low) || !num(text.substr(dash + 1), high) || low < 1 || low > high || high > 65535)
+    return bad();
+  cfg.forwardPortMin = static_cast<uint16_t>(low);
+  cfg.forwardPortMax = static_cast<uint16_t>(high);
+  return ok();
+}
+
+namespace {
+
+// Whether a new forward's host port is one forwards may take: inside the
+// configured range and not a host service's (PostgreSQL's, corrald's own).
+Result<void> checkHostPort(const NetworkConfig& cfg, const std::string& text, uint16_t hostPort) {
+  if (hostPort < cfg.forwardPortMin || hostPort > cfg.forwardPortMax)
+    return Error::invalidInput("forward", text,
+                               fmt::format("host port must be from {} to {}", cfg.forwardPortMin, cfg.forwardPortMax));
+  if (cfg.reservedPorts.count(hostPort))
+    return Error::invalidInput("forward", text, fmt::format("host port {} is reserved for this host's services", hostPort));
+  return ok();
 }
 
 // A DNS domain: dot-separated hostname labels, at most 253 characters.
@@ -434,7 +466,10 @@ Result<store::NicRecord> Networks::attach(const store::VmRecord& vm, const NicRe
     if (!req.ip.empty()) return Error::invalidInput("ip", req.ip, "a user network gives no pool address");
     if (!req.hostname.empty()) return Error::invalidInput("hostname", req.hostname, "a user network has no hostnames");
     std::vector<Forward> forwards;
-    for (const auto& text : req.forwards) forwards.push_back(CORRAL_TRY(parseForward(text)));
+    for (const auto& text : req.forwards) {
+      forwards.push_back(CORRAL_TRY(parseForward(text)));
+      CORRAL_TRY(checkHostPort(cfg_, text, forwards.back().hostPort));
+    }
     // One host port per protocol on this host, whichever VM holds it: QEMU
     // would only find out when the second guest starts.
     auto all = CORRAL_TRY(store_.listAllNics());

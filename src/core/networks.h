@@ -52,7 +52,17 @@ struct NetworkConfig {
   // group may have it (corrald refuses to start otherwise).
   gid_t guestGid = kDefaultGuestGid;
   static constexpr gid_t kDefaultGuestGid = 199999;
+  // Host ports a user-mode forward may take (`forward_ports`, "1024-65535"), and
+  // ports it never may whatever the range: PostgreSQL's 5432 always, and what
+  // corrald adds at start (its own TLS port, the --db URL's port).
+  uint16_t forwardPortMin = 1024;
+  uint16_t forwardPortMax = 65535;
+  std::set<uint16_t> reservedPorts{5432};
 };
+
+// "LOW-HIGH" (e.g. "20000-29999") into cfg's forward port range: InvalidInput on
+// field "forward_ports" unless 1 <= LOW <= HIGH <= 65535.
+Result<void> parseForwardPorts(std::string_view text, NetworkConfig& cfg);
 
 struct NetworkRequest {
   std::string name;

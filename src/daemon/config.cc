@@ -27,9 +27,8 @@ Result<void> read(const json& j, const std::string& key, T& out) {
 Result<void> readQuota(const json& j, core::QuotaLimits& q) {
   if (!j.is_object()) return Error::invalidInput("quota_defaults", j.dump(), "must be an object");
   for (const auto& [k, v] : j.items()) {
-    const auto& keys = core::quotaKeys();
-    auto it = std::find_if(keys.begin(), keys.end(), [&](const core::QuotaKey& x) { return k == x.key; });
-    if (it == keys.end()) return Error::invalidInput("quota_defaults." + k, v.dump(), "unknown setting");
+    const core::QuotaKey* it = core::findQuotaKey(k);
+    if (!it) return Error::invalidInput("quota_defaults." + k, v.dump(), "unknown setting");
     if (!v.is_number_integer() || v.get<int64_t>() < -1)
       return Error::invalidInput("quota_defaults." + k, v.dump(), "must be an integer, -1 for unlimited");
     q.*(it->limit) = v.get<int64_t>();
@@ -93,6 +92,11 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "vhost_net") CORRAL_TRY(read(v, k, cfg.network.vhostNet));
     else if (k == "default_network") CORRAL_TRY(read(v, k, cfg.network.defaultNetwork));
     else if (k == "guest_gid") CORRAL_TRY(read(v, k, cfg.network.guestGid));
+    else if (k == "forward_ports") {
+      std::string text;
+      CORRAL_TRY(read(v, k, text));
+      CORRAL_TRY(core::parseForwardPorts(text, cfg.network));
+    }
     else if (k == "console_token_ttl") CORRAL_TRY(read(v, k, cfg.consoleTokenTtlSeconds));
     else if (k == "console_history_bytes") CORRAL_TRY(read(v, k, cfg.consoleHistoryBytes));
     else return Error::invalidInput(k, v.dump(), fmt::format("unknown setting in {}", path));
@@ -137,6 +141,7 @@ nlohmann::json toJson(const Config& c) {
       {"vhost_net", c.network.vhostNet},
       {"default_network", c.network.defaultNetwork.empty() ? "-" : c.network.defaultNetwork},
       {"guest_gid", c.network.guestGid},
+      {"forward_ports", fmt::format("{}-{}", c.network.forwardPortMin, c.network.forwardPortMax)},
       {"console_token_ttl", c.consoleTokenTtlSeconds},
       {"console_history_bytes", c.consoleHistoryBytes},
       {"console_token_key", "<state_dir>/keys/console.key"},

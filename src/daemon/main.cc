@@ -39,6 +39,7 @@
 #include "store/store.h"
 #include "util/build_info.h"
 #include "util/logging.h"
+#include "util/strings.h"
 
 namespace corral::daemon {
 namespace {
@@ -122,6 +123,9 @@ int run(const Config& cfg) {
   mc.quotaDefaults = cfg.quotaDefaults;
   mc.storage = cfg.storage;
   mc.network = cfg.network;
+  // No forward may take a port this host's own services listen on.
+  for (const std::string* endpoint : {&cfg.listen, &cfg.db})
+    if (auto port = util::portOfEndpoint(*endpoint)) mc.network.reservedPorts.insert(*port);
   opts.uploadDir = dir.uploadsDir().string();
   opts.maxUploadBytes = cfg.maxUploadBytes;
   // Uploads a previous corrald was receiving (or importing) when it stopped.
@@ -261,6 +265,13 @@ int main(int argc, char** argv) {
   app.add_option("--guest-gid", cfg.network.guestGid,
                  "group every QEMU runs with; the firewall keeps its sockets off this host's own addresses")
       ->capture_default_str();
+  app.add_option_function<std::string>(
+      "--forward-ports",
+      [&cfg](const std::string& text) {
+        if (auto r = corral::core::parseForwardPorts(text, cfg.network); !r.ok())
+          throw CLI::ValidationError("--forward-ports", r.error().message);
+      },
+      "LOW-HIGH: the host ports user-mode forwards may take (default 1024-65535)");
   app.add_option("--console-token-ttl", cfg.consoleTokenTtlSeconds, "seconds a console token stays valid")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -232,7 +232,8 @@ TEST_F(NetworksTest, ForwardsAreUserModeOnlyAndOneVmPerHostPort) {
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().field, "forward");
   EXPECT_TRUE(nets_->attach(b, {.forwards = {"udp:2222:80"}}, "nic0").ok());  // another protocol
-  for (const char* bad : {"tcp:80:80", "sctp:2000:1", "tcp:2000", "tcp:2000:0", "tcp:x:1", "tcp:70000:1"}) {
+  for (const char* bad : {"tcp:80:80", "tcp:1023:80", "tcp:5432:5432", "udp:5432:53", "sctp:2000:1", "tcp:2000",
+                          "tcp:2000:0", "tcp:x:1", "tcp:70000:1"}) {
     auto r = nets_->attach(b, {.forwards = {bad}}, "nic1");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().field, "forward") << bad;
@@ -243,6 +244,37 @@ TEST_F(NetworksTest, ForwardsAreUserModeOnlyAndOneVmPerHostPort) {
   auto missing = nets_->attach(b, {.network = "nowhere"}, "nic1");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().field, "network");
+}
+
+// Proves the admin's forward range and reserved ports (corrald's own, the
+// database's) bound what a new forward may take, with the reason named.
+TEST_F(NetworksTest, ForwardsStayInTheConfiguredRangeAndOffReservedPorts) {
+  NetworkConfig cfg;
+  cfg.forwardPortMin = 20000;
+  cfg.forwardPortMax = 20999;
+  cfg.reservedPorts = {5432, 20443};
+  nets_ = std::make_unique<Networks>(*store_, dir_, cfg);
+  auto a = vm("a");
+  auto low = nets_->attach(a, {.forwards = {"tcp:19999:22"}}, "nic0");
+  ASSERT_FALSE(low.ok());
+  EXPECT_EQ(low.error().field, "forward");
+  EXPECT_NE(low.error().message.find("from 20000 to 20999"), std::string::npos) << low.error().message;
+  EXPECT_FALSE(nets_->attach(a, {.forwards = {"tcp:21000:22"}}, "nic0").ok());
+  auto reserved = nets_->attach(a, {.forwards = {"tcp:20443:443"}}, "nic0");
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_NE(reserved.error().message.find("reserved"), std::string::npos) << reserved.error().message;
+  EXPECT_TRUE(nets_->attach(a, {.forwards = {"tcp:20000:22", "udp:20999:53"}}, "nic0").ok());
+
+  NetworkConfig parsed;
+  ASSERT_TRUE(parseForwardPorts("20000-20999", parsed).ok());
+  EXPECT_EQ(parsed.forwardPortMin, 20000);
+  EXPECT_EQ(parsed.forwardPortMax, 20999);
+  for (const char* bad : {"", "20000", "2-1", "0-10", "1-65536", "a-b", "10-20-30", "-5"}) {
+    auto r = parseForwardPorts(bad, parsed);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().field, "forward_ports") << bad;
+  }
+  EXPECT_EQ(parsed.forwardPortMax, 20999) << "a refused range changes nothing";
 }
 
 TEST_F(NetworksTest, TapNamesAndStaleTapRemoval) {
