@@ -113,7 +113,17 @@ Handler longAction(core::VmManager& m, core::Operations& ops, std::string verb, 
     auto body = req.jsonBody();
     if (!body.ok()) return Response::error(body.error());
     const std::string& name = req.params.at("name");
-    if (auto vm = m.checkAction(who, name, verb); !vm.ok()) return Response::error(vm.error());
+    // A forced stop kills now, before its operation queues behind whatever holds the VM.
+    bool force = false;
+    if (verb == "stop") {
+      auto opts = parseStop(*body);
+      if (!opts.ok()) return Response::error(opts.error());
+      force = opts->force;
+    }
+    if (auto vm = m.checkAction(who, name, force ? "force-stop" : verb); !vm.ok()) return Response::error(vm.error());
+    if (force) {
+      if (auto killed = m.forceOff(who, name); !killed.ok()) return Response::error(killed.error());
+    }
     return accepted(ops, "vm." + verb, name, who,
                     [&m, act, who = req.principal, name, b = *body] { return act(m, *who, name, b); });
   });

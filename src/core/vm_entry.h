@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,28 @@ struct VmManager::Entry {
   uint64_t bootMemoryMib = 0;  // what the running machine was started with: the balloon's ceiling
   // The interactive consoles; told when a machine comes and goes. Made with the entry.
   std::shared_ptr<ConsoleHub> console;
+
+  // Kills the current machine's QEMU without mu (Machine::killer): a forced
+  // stop never waits behind whoever holds mu. Empty when no machine runs.
+  std::mutex killMu;
+  std::function<void()> kill;
+
+  // mu held: machine and kill together.
+  void setMachine(std::unique_ptr<qemu::Machine> m) {
+    std::lock_guard lock(killMu);
+    machine = std::move(m);
+    kill = machine ? machine->killer() : std::function<void()>();
+  }
+  // Any thread, no other lock needed: false when no machine runs.
+  bool killNow() {
+    std::function<void()> k;
+    {
+      std::lock_guard lock(killMu);
+      k = kill;
+    }
+    if (k) k();
+    return static_cast<bool>(k);
+  }
 };
 
 // Actions that change a VM's hardware (disks, NICs) need it stopped.

@@ -298,7 +298,7 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
                    "stopped");
     return err.context(fmt::format("start {}", vm.name));
   }
-  e.machine = std::move(launched).take();
+  e.setMachine(std::move(launched).take());
   e.watch = std::move(watch);
   e.console->machineStarted(*e.machine, qemu::Machine::runtimePaths(runDir.string()).vncSocket);
   e.bootMemoryMib = vm.memoryMib;
@@ -327,6 +327,8 @@ Result<store::VmRecord> VmManager::checkAction(const Principal& who, const std::
   bool possible = true;
   if (action == "start") possible = canTransition(state, VmState::Starting) || state == VmState::Crashed;
   if (action == "stop") possible = canTransition(state, VmState::Stopping) || state == VmState::Crashed;
+  if (action == "force-stop")
+    possible = canTransition(state, VmState::Stopping) || state == VmState::Crashed || state == VmState::Stopping;
   if (action == "reboot") possible = state == VmState::Running || state == VmState::Paused;
   if (!possible) return wrongState(vm, action);
   if (action == "start") {
@@ -362,12 +364,21 @@ Result<store::VmRecord> VmManager::start(const Principal& who, const std::string
   return started;
 }
 
+Result<void> VmManager::forceOff(const Principal& who, const std::string& name) {
+  CORRAL_TRY(visible(who, name));
+  if (entry(name)->killNow()) spdlog::info("vm={} forced off by={}", name, who.login);
+  return ok();
+}
+
 Result<store::VmRecord> VmManager::stop(const Principal& who, const std::string& name, const StopOptions& opts) {
+  if (opts.force) CORRAL_TRY(forceOff(who, name));
   CORRAL_TRY(visible(who, name));
   auto e = entry(name);
   std::lock_guard lock(e->mu);
   auto vm = CORRAL_TRY(record(name));
   auto state = parseVmState(vm.state).value_or(VmState::Stopped);
+  // Forced while another stop held the VM: that stop saw the kill and finished.
+  if (opts.force && state == VmState::Stopped && !e->machine) return vm;
   if (state == VmState::Crashed) {
     // Stopping a crashed VM clears it: the preserved runtime files go.
     dropMachine(*e, name, RuntimeFiles::KeepConsoleLog);
@@ -379,7 +390,12 @@ Result<store::VmRecord> VmManager::stop(const Principal& who, const std::string&
   CORRAL_TRY(setState(name, toString(VmState::Stopping), "", vm.pid, "stopped"));
   qemu::Machine::ShutdownOptions so;
   so.force = opts.force;
-  so.timeout = opts.timeout.value_or(cfg_.defaultStopTimeout);
+  so.timeout = std::min(opts.timeout.value_or(cfg_.defaultStopTimeout), cfg_.maxStopTimeout);
+  if (state == VmState::Paused && !opts.force) {
+    // A paused guest never sees the power button: it runs again to hear it.
+    if (auto resumed = e->machine->monitor().cont(); !resumed.ok())
+      spdlog::warn("vm={}: cannot resume the paused guest for its graceful stop: {}", name, resumed.error().message);
+  }
   auto exit = e->machine->shutdown(so);
   std::string reason;
   if (!exit.ok()) {
@@ -658,7 +674,7 @@ void VmManager::dropMachine(Entry& e, const std::string& name, RuntimeFiles file
     case RuntimeFiles::KeepConsoleLog: e.console->machineGone("the guest stopped"); break;
     case RuntimeFiles::Remove: e.console->machineGone("the VM was deleted"); break;
   }
-  e.machine.reset();
+  e.setMachine(nullptr);
   e.watch.reset();
   ++e.generation;
   // Taps die with their QEMU; one that did not (or a hook's leftovers) goes now.
@@ -762,7 +778,7 @@ Result<void> VmManager::reconcile() {
     auto machine = hasRecord ? qemu::Machine::reattach(io_, runDir.string(), watch.get())
                              : Result<std::unique_ptr<qemu::Machine>>(Error::notFound("no runtime record"));
     if (machine.ok()) {
-      e->machine = std::move(machine).take();
+      e->setMachine(std::move(machine).take());
       e->watch = std::move(watch);
       e->console->machineStarted(*e->machine, qemu::Machine::runtimePaths(runDir.string()).vncSocket);
       e->bootMemoryMib = vm.memoryMib;

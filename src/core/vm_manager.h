@@ -58,6 +58,7 @@ struct ManagerConfig {
   uint64_t maxMemoryMib = 0;   // 0: the host's total memory
   unsigned maxVcpus = 0;       // 0: the host's CPUs
   std::chrono::milliseconds defaultStopTimeout{60000};
+  std::chrono::milliseconds maxStopTimeout{300000};  // what a stop may ask for at most
   size_t consoleLogMaxBytes = 1 << 20;
   // on_crash=restart gives up after this many restarts within restartWindow.
   unsigned maxRestarts = 3;
@@ -112,7 +113,11 @@ struct ModifyVmRequest {
 };
 
 struct StopOptions {
+  // Off at once, whatever else holds the VM (a graceful stop, a hung QMP
+  // command): the administrator's last resort, as libvirt's destroy.
   bool force = false;
+  // For the guest to power off after the ACPI button; capped by
+  // ManagerConfig::maxStopTimeout. nullopt: defaultStopTimeout.
   std::optional<std::chrono::milliseconds> timeout;
 };
 
@@ -144,8 +149,16 @@ class VmManager {
   Result<std::string> listMark() { return store_.vmsChangeMark(); }
   // Access and state checks only, for an action about to be queued as an
   // operation: a caller gets 404/409 at once rather than from the operation.
+  // "force-stop" is also possible while the VM is stopping.
   Result<store::VmRecord> checkAction(const Principal& who, const std::string& name, std::string_view action);
+  // SIGKILLs the VM's QEMU now, without waiting for the VM's lock (a forced
+  // stop's first step, taken before it queues behind anything). Access is
+  // checked as for stop; ok whether or not a QEMU ran.
+  Result<void> forceOff(const Principal& who, const std::string& name);
   Result<store::VmRecord> start(const Principal& who, const std::string& name, const BootOptions& boot = {});
+  // A graceful stop of a paused guest resumes it first (ACPI cannot reach a
+  // stopped CPU). A forced one kills at once (forceOff) and then succeeds even
+  // when a stop already in progress finished the job.
   Result<store::VmRecord> stop(const Principal& who, const std::string& name, const StopOptions& opts);
   // Without a CD: a reset of the running guest. With one: a cold reboot (QEMU
   // restarted) that boots that CD once.

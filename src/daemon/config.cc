@@ -70,6 +70,7 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "log_format") CORRAL_TRY(read(v, k, cfg.logFormat));
     else if (k == "reports_keep") CORRAL_TRY(read(v, k, cfg.reportsKeep));
     else if (k == "stop_timeout") CORRAL_TRY(read(v, k, cfg.stopTimeoutSeconds));
+    else if (k == "max_stop_timeout") CORRAL_TRY(read(v, k, cfg.maxStopTimeoutSeconds));
     else if (k == "api_threads") CORRAL_TRY(read(v, k, cfg.apiThreads));
     else if (k == "io_threads") CORRAL_TRY(read(v, k, cfg.ioThreads));
     else if (k == "operation_threads") CORRAL_TRY(read(v, k, cfg.operationThreads));
@@ -119,6 +120,7 @@ nlohmann::json toJson(const Config& c) {
       {"log_level", c.logLevel},
       {"log_format", c.logFormat},
       {"stop_timeout", c.stopTimeoutSeconds},
+      {"max_stop_timeout", c.maxStopTimeoutSeconds},
       {"api_threads", c.apiThreads},
       {"io_threads", c.ioThreads},
       {"operation_threads", c.operationThreads},

@@ -24,6 +24,7 @@ struct Config {
   std::string logLevel = "info";
   std::string logFormat = "text";  // text | keyvalue | json (util/logging.h)
   unsigned stopTimeoutSeconds = 60;
+  unsigned maxStopTimeoutSeconds = 300;  // the longest graceful stop a caller may ask for
   // A start or stop holds its handler thread until QEMU answers, so this bounds
   // how many VMs start at once; the threads are idle otherwise.
   unsigned apiThreads = 32;

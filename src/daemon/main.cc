@@ -120,6 +120,7 @@ int run(const Config& cfg) {
   mc.qemuBinary = node->qemuBinary;
   mc.accel = node->accel;
   mc.defaultStopTimeout = std::chrono::seconds(cfg.stopTimeoutSeconds);
+  mc.maxStopTimeout = std::chrono::seconds(cfg.maxStopTimeoutSeconds);
   mc.quotaDefaults = cfg.quotaDefaults;
   mc.storage = cfg.storage;
   mc.network = cfg.network;
@@ -249,6 +250,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "keyvalue", "json"}))
       ->capture_default_str();
   app.add_option("--stop-timeout", cfg.stopTimeoutSeconds, "seconds a graceful stop waits before killing")
+      ->capture_default_str();
+  app.add_option("--max-stop-timeout", cfg.maxStopTimeoutSeconds,
+                 "the longest graceful stop (seconds) a caller may ask for; longer ones are cut to it")
       ->capture_default_str();
   app.add_option("--db", cfg.db, "store: postgres://... for PostgreSQL; default SQLite <state-dir>/corral.db");
   app.add_option("--listen", cfg.listen, "ADDR:PORT of the TLS listener (none by default)");

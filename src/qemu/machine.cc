@@ -711,6 +711,19 @@ Result<ExitInfo> Machine::shutdown(ShutdownOptions opts) {
                                      s.record.name, s.pid));
 }
 
+std::function<void()> Machine::killer() const {
+  return [s = s_] {
+    {
+      std::lock_guard lock(s->mu);
+      if (s->exit) return;
+      s->hostRequested = true;
+      s->signalled = true;
+    }
+    spdlog::warn("vm={} qemu pid {}: forced off (SIGKILL)", s->record.name, s->pid);
+    s->signalGuest(SIGKILL);
+  };
+}
+
 Monitor& Machine::monitor() { return *s_->monitor; }
 pid_t Machine::pid() const { return s_->pid; }
 uint64_t Machine::startTime() const { return s_->startTime; }

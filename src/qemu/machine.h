@@ -131,6 +131,13 @@ class Machine {
   // returns how it ended. Worker thread only.
   Result<ExitInfo> shutdown(ShutdownOptions opts);
 
+  // A handle that SIGKILLs this QEMU (through its pidfd: never a successor),
+  // callable from any thread, holding no lock of the caller's, and harmless once
+  // the process is gone or the Machine destroyed. The exit counts as corral's
+  // doing (not a crash). What a forced stop uses while another action (a
+  // graceful stop, a hung QMP command) holds the VM.
+  std::function<void()> killer() const;
+
   // Typed QMP commands. Valid for the Machine's lifetime; use from worker threads
   // (sync) or any thread (async). Fails with Disconnected once QEMU is gone.
   Monitor& monitor();

@@ -1,14 +1,17 @@
 // End to end through the real `corral` CLI, a real corrald and real QEMU guests
 // under TCG: boot to the guest's marker, graceful ACPI stop, the hard-stop
-// fallback, pause/resume, reboot, surviving SIGKILL of the daemon, crash
+// fallback, a forced stop that cuts a hung graceful stop short, a graceful stop
+// of a paused guest, pause/resume, reboot, surviving SIGKILL of the daemon, crash
 // handling with each on_crash policy, a console flood, and every bad-input case
 // leaving nothing behind.
 #include <signal.h>
 
 #include <filesystem>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "support/api_client.h"
 #include "support/daemon_harness.h"
 
 namespace corral::testing {
@@ -62,6 +65,39 @@ TEST_F(DaemonTest, HardStopFallbackWhenGuestIgnoresAcpi) {
   EXPECT_EQ(vm["state"], "stopped");
   EXPECT_NE(vm["state_reason"].get<std::string>().find("killed"), std::string::npos) << vm.dump();
   EXPECT_TRUE(h_.qemuPids().empty());
+}
+
+// Proves `stop --force` works at once while a graceful stop of a guest that
+// ignores ACPI holds the VM (it used to answer "it is stopping" and leave the
+// guest to its hour-long stop), and that the graceful stop's operation then ends.
+TEST_F(DaemonTest, ForceStopCutsAGracefulStopShort) {
+  h_.importGuest("deaf", "corral.ignore_acpi");
+  createStarted("deaf", "deaf");
+  auto root = ApiClient::unixSocket(h_.socket());
+  auto graceful = root.post("/api/v1/vms/deaf/actions/stop", {{"timeout", 3600}});
+  ASSERT_EQ(graceful.status, 202) << graceful.body;
+  const std::string op = graceful.json().value("id", "");
+  ASSERT_TRUE(DaemonHarness::waitFor([&] { return h_.state("deaf") == "stopping"; }, 30s));
+
+  auto forced = h_.cli({"vm", "stop", "deaf", "--force"});
+  ASSERT_EQ(forced.exitCode, 0) << forced.err;
+  EXPECT_EQ(h_.state("deaf"), "stopped");
+  EXPECT_TRUE(h_.qemuPids().empty());
+  auto ended = root.get(fmt::format("/api/v1/operations/{}/wait?timeout=30", op));
+  ASSERT_EQ(ended.status, 200) << ended.body;
+  EXPECT_EQ(ended.json().value("state", ""), "succeeded") << ended.body;
+}
+
+// Proves a graceful stop of a paused guest resumes it so that it hears the
+// power button: it powers off by itself, nothing is killed.
+TEST_F(DaemonTest, GracefulStopOfAPausedGuestResumesItFirst) {
+  createStarted("nap");
+  ASSERT_EQ(h_.cli({"vm", "pause", "nap"}).exitCode, 0);
+  auto r = h_.cli({"vm", "stop", "nap", "--timeout", "30"});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  auto vm = h_.vm("nap");
+  EXPECT_EQ(vm["state"], "stopped");
+  EXPECT_EQ(vm["state_reason"], "") << "powered off by the guest, not killed: " << vm.dump();
 }
 
 TEST_F(DaemonTest, PauseResumeAndReboot) {
