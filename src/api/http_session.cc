@@ -401,6 +401,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     const WsHandler* ws = upgrade ? srv_->router->matchWebSocket(req_, &selfAuthenticated) : nullptr;
     if (ws == nullptr) {
       resp_ = runHandler([&] { return srv_->router->dispatch(req_); });
+      if (resp_.later) return startDeferred();
     } else {
       WsAccept accept;
       resp_ = runHandler([&] {
@@ -421,6 +422,27 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       }
     }
     asio::post(strand_, [self = this->shared_from_this()] { self->respond(); });
+  }
+
+  // On a pool thread: a deferred response (Response::deferred) is started; its
+  // answer, whenever and from whichever thread it comes, is sent on the strand.
+  // The pool thread goes back to serving others meanwhile.
+  void startDeferred() {
+    auto start = std::move(resp_.later);
+    resp_.later = nullptr;
+    auto answer = [self = this->shared_from_this()](Response r) {
+      asio::post(self->strand_, [self, r = std::move(r)]() mutable {
+        self->resp_ = std::move(r);
+        self->respond();
+      });
+    };
+    try {
+      start(std::move(answer));
+    } catch (const std::exception& e) {
+      // start never called answer when it threw before registering it.
+      resp_ = Response::error(Error::internal(fmt::format("handler threw: {}", e.what())), req_.requestId);
+      asio::post(strand_, [self = this->shared_from_this()] { self->respond(); });
+    }
   }
 
   // authenticate (unless done already), then f, with exceptions turned into a

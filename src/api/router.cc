@@ -2,6 +2,7 @@
 #include "api/router.h"
 
 #include <atomic>
+#include <future>
 #include <random>
 #include <set>
 
@@ -83,6 +84,21 @@ Response Response::noContent() {
   r.status = 204;
   r.contentType.clear();
   return r;
+}
+
+Response Response::deferred(std::function<void(Answer)> start) {
+  Response r;
+  r.later = std::move(start);
+  return r;
+}
+
+Response settle(Response r) {
+  if (!r.later) return r;
+  auto answer = std::make_shared<std::promise<Response>>();
+  auto future = answer->get_future();
+  auto start = std::move(r.later);
+  start([answer](Response a) { answer->set_value(std::move(a)); });
+  return future.get();
 }
 
 void Router::add(std::string method, std::string pattern, Handler h) {

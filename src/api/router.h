@@ -82,7 +82,20 @@ struct Response {
   // here with the real message; the body only carries a report id.
   static Response error(const Error& e, std::string_view requestId = {});
   static Response noContent();  // 204
+
+  // A handler that answers later (an operation wait) returns deferred(start):
+  // the transport calls start once, on its pool thread, with `answer`, which is
+  // then called exactly once, from any thread, with the real response. The
+  // handler thread is free meanwhile; the connection reads and writes nothing
+  // else until the answer comes.
+  using Answer = std::function<void(Response)>;
+  std::function<void(Answer)> later;
+  static Response deferred(std::function<void(Answer)> start);
 };
+
+// For callers without an asynchronous transport (tests): a deferred response's
+// answer, waited for; any other response as it is.
+Response settle(Response r);
 
 using Handler = std::function<Response(const Request&)>;
 

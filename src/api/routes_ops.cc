@@ -21,7 +21,8 @@ constexpr size_t kMaxLimit = 1000;
 // rows, so that another user's busy hour does not hide one's own operations.
 constexpr size_t kScanRows = 5000;
 constexpr int64_t kDefaultWaitSeconds = 60;
-constexpr int64_t kMaxWaitSeconds = 600;
+constexpr int64_t kMaxWaitSeconds = 600;  // accepted, for older clients...
+constexpr int64_t kWaitCapSeconds = 60;   // ...but no wait lasts longer than this
 
 // A whole decimal number in [min, max] from the query, or def when absent.
 Result<int64_t> queryInt(const Request& req, const std::string& name, int64_t def, int64_t min, int64_t max) {
@@ -90,15 +91,28 @@ Response listOps(core::Operations& ops, const CanSeeVm& canSeeVm, const Request&
   return Response::json(200, {{"operations", std::move(out)}});
 }
 
+// Answered when the operation ends or the timeout passes, holding no thread
+// meanwhile; a timeout above kWaitCapSeconds is cut to it (the client asks
+// again), and one caller has at most Operations::kMaxWaitsPerWaiter waits open.
 Response waitOp(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& req) {
   // Parameters first: a bad timeout is the caller's mistake whatever the id.
   auto seconds = queryInt(req, "timeout", kDefaultWaitSeconds, 0, kMaxWaitSeconds);
   if (!seconds.ok()) return Response::error(seconds.error());
   auto op = visibleOp(ops, canSeeVm, req);
   if (!op.ok()) return Response::error(op.error());
-  auto ended = ops.wait(op->id, std::chrono::seconds(*seconds));
-  if (!ended.ok()) return Response::error(ended.error());
-  return Response::json(200, toJson(*ended));
+  auto p = principalOf(req);
+  if (!p.ok()) return Response::error(p.error());
+  const std::string waiter = (*p)->login.empty() ? "-" : (*p)->login;
+  const std::string requestId = req.requestId;
+  return Response::deferred([&ops, id = op->id, seconds = std::min(*seconds, kWaitCapSeconds), waiter,
+                             requestId](const Response::Answer& answer) {
+    auto asked = ops.waitAsync(id, std::chrono::seconds(seconds), waiter,
+                               [answer, requestId](Result<store::OperationRecord> ended) {
+                                 answer(ended.ok() ? Response::json(200, toJson(*ended))
+                                                   : Response::error(ended.error(), requestId));
+                               });
+    if (!asked.ok()) answer(Response::error(asked.error(), requestId));
+  });
 }
 
 Result<WsAccept> events(core::EventBus& bus, const Request& req) {

@@ -1,8 +1,10 @@
 // Operations: a store row per long action and a fixed pool of worker threads
 // that runs them. The row is the truth that clients read (get, list, wait from
 // any daemon); this process additionally keeps the operations it started and
-// has not finished in memory, so that wait() on them sleeps on a condition
-// variable instead of polling, and inFlight() needs no query.
+// has not finished in memory, so that a wait on them is answered the moment
+// they end (no thread blocks for it: waitAsync), and inFlight() needs no query.
+// One thread ends waits at their deadline and polls the store for operations
+// another process runs.
 //
 // A row moves pending -> running -> succeeded | failed, always written by the
 // worker that owns it. Progress writes are rate-limited (kProgressInterval, or
@@ -15,6 +17,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <future>
+#include <list>
+#include <set>
 #include <exception>
 #include <optional>
 #include <random>
@@ -68,14 +73,36 @@ struct Operations::Impl {
   store::Store& store;
   const Operations::Now now;  // the progress rate limit's time
 
+  // A queued operation: `key` (kind prefix + target) runs one at a time, and a
+  // requester at most perRequester at once.
+  struct Job {
+    std::string key;
+    std::string requester;
+    std::function<void()> run;
+  };
+  // An open waitAsync.
+  struct Waiter {
+    std::string id;
+    Clock::time_point deadline;
+    std::string who;
+    Operations::Done done;
+  };
+
   mutable std::mutex mu;
-  std::condition_variable workCv;  // workers: queue not empty or stopping
-  std::condition_variable doneCv;  // waiters: an operation ended
-  std::deque<std::function<void()>> queue;
+  std::condition_variable workCv;    // workers: a job became eligible, or stopping
+  std::condition_variable waiterCv;  // the waiter thread: a wait was added, or stopping
+  std::deque<Job> queue;
+  std::set<std::string> busyKeys;                  // keys of running jobs
+  std::map<std::string, size_t> runningOf;         // requester -> running jobs
+  size_t perRequester = 1;
   std::map<std::string, std::shared_ptr<Tracked>> live;  // pending + running, by id
   std::map<std::pair<std::string, std::string>, uint64_t> finished;  // (kind, state) -> count, for metrics
+  std::list<Waiter> waiters;
+  std::map<std::string, size_t> waitsOf;  // who -> open waits
   bool stopping = false;
+  bool stoppingWaits = false;
   std::vector<std::thread> workers;
+  std::thread waiterThread;
 
   std::mutex rngMu;
   std::random_device rng;  // the kernel's CSPRNG on Linux (getrandom)
@@ -86,19 +113,106 @@ struct Operations::Impl {
     return fmt::format("{:016x}", v);
   }
 
+  // mu held: the first queued job that may start now.
+  std::deque<Job>::iterator eligible() {
+    return std::find_if(queue.begin(), queue.end(), [&](const Job& j) {
+      auto r = runningOf.find(j.requester);
+      return !busyKeys.count(j.key) && (r == runningOf.end() || r->second < perRequester);
+    });
+  }
+
   void workerLoop() {
     for (;;) {
-      std::function<void()> job;
+      Job job;
       {
         std::unique_lock lock(mu);
-        workCv.wait(lock, [&] { return stopping || !queue.empty(); });
         // Drain the queue before leaving: a queued operation has a row that
         // says "pending", and the destructor promises to leave none behind.
-        if (queue.empty()) return;
-        job = std::move(queue.front());
-        queue.pop_front();
+        workCv.wait(lock, [&] { return (stopping && queue.empty()) || eligible() != queue.end(); });
+        auto it = eligible();
+        if (it == queue.end()) return;
+        job = std::move(*it);
+        queue.erase(it);
+        busyKeys.insert(job.key);
+        ++runningOf[job.requester];
       }
-      job();
+      job.run();
+      {
+        std::lock_guard lock(mu);
+        busyKeys.erase(job.key);
+        if (--runningOf[job.requester] == 0) runningOf.erase(job.requester);
+      }
+      workCv.notify_all();  // a job this one held back may start now
+    }
+  }
+
+  // mu held: takes out the waits on `id` (all, or only those past their deadline).
+  std::vector<Waiter> takeWaiters(const std::string* id, Clock::time_point expiredBy) {
+    std::vector<Waiter> out;
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if ((id && it->id == *id) || (!id && it->deadline <= expiredBy)) {
+        if (!it->who.empty() && --waitsOf[it->who] == 0) waitsOf.erase(it->who);
+        out.push_back(std::move(*it));
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return out;
+  }
+
+  // Without mu: answers each wait with the operation as it is now.
+  void answer(std::vector<Waiter>& ws, const std::optional<store::OperationRecord>& known = std::nullopt) {
+    for (auto& w : ws) {
+      Result<store::OperationRecord> r = known ? Result<store::OperationRecord>(*known) : getRow(w.id);
+      w.done(std::move(r));
+    }
+  }
+
+  Result<store::OperationRecord> getRow(const std::string& id) {
+    if (!validId(id)) return Error::notFound(fmt::format("operation {} not found", id));
+    auto found = store.findOperation(id);
+    if (!found.ok()) return found.error();
+    if (!found->has_value()) return Error::notFound(fmt::format("operation {} not found", id));
+    return std::move(**found);
+  }
+
+  // Ends waits at their deadline, and polls the store for those on operations
+  // another process runs (they end without this process hearing of it).
+  void waiterLoop() {
+    std::unique_lock lock(mu);
+    while (!stoppingWaits) {
+      Clock::time_point wake = Clock::time_point::max();
+      bool foreign = false;
+      for (const auto& w : waiters) {
+        wake = std::min(wake, w.deadline);
+        foreign |= !live.count(w.id);
+      }
+      if (foreign) wake = std::min(wake, Clock::now() + kPollInterval);
+      if (wake == Clock::time_point::max()) {
+        waiterCv.wait(lock);
+      } else {
+        waiterCv.wait_until(lock, wake);
+      }
+      if (stoppingWaits) break;
+      std::vector<Waiter> due = takeWaiters(nullptr, Clock::now());
+      std::set<std::string> foreignIds;
+      for (const auto& w : waiters)
+        if (!live.count(w.id)) foreignIds.insert(w.id);
+      lock.unlock();
+      answer(due);
+      std::vector<std::pair<std::string, store::OperationRecord>> endedRows;
+      for (const auto& id : foreignIds) {
+        auto row = getRow(id);
+        if (row.ok() && ended(*row)) endedRows.emplace_back(id, *row);
+      }
+      lock.lock();
+      for (auto& [id, row] : endedRows) {
+        std::vector<Waiter> ws = takeWaiters(&id, {});
+        lock.unlock();
+        answer(ws, row);
+        lock.lock();
+      }
     }
   }
 
@@ -162,20 +276,29 @@ struct Operations::Impl {
       std::lock_guard lock(t->mu);
       outcome = {t->record.kind, t->record.state};
     }
+    store::OperationRecord final;
+    {
+      std::lock_guard lock(t->mu);
+      final = t->record;
+    }
+    std::vector<Waiter> ws;
     {
       std::lock_guard lock(mu);
       live.erase(id);
       ++finished[outcome];
+      ws = takeWaiters(&id, {});
     }
-    doneCv.notify_all();
+    answer(ws, final);
   }
 };
 
 Operations::Operations(store::Store& store, size_t threads, Now now)
     : impl_(std::make_unique<Impl>(store, std::move(now))) {
   threads = std::max<size_t>(threads, 1);
+  impl_->perRequester = std::max<size_t>(1, threads / 2);
   impl_->workers.reserve(threads);
   for (size_t i = 0; i < threads; ++i) impl_->workers.emplace_back([impl = impl_.get()] { impl->workerLoop(); });
+  impl_->waiterThread = std::thread([impl = impl_.get()] { impl->waiterLoop(); });
 }
 
 Operations::~Operations() {
@@ -185,6 +308,16 @@ Operations::~Operations() {
   }
   impl_->workCv.notify_all();
   for (auto& w : impl_->workers) w.join();
+  // Every operation has ended: the waits still open hear how it is now.
+  std::vector<Impl::Waiter> left;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stoppingWaits = true;
+    left = impl_->takeWaiters(nullptr, Clock::time_point::max());
+  }
+  impl_->waiterCv.notify_all();
+  impl_->waiterThread.join();
+  impl_->answer(left);
 }
 
 Result<store::OperationRecord> Operations::start(std::string kind, std::string target, std::string requester,
@@ -210,42 +343,59 @@ Result<store::OperationRecord> Operations::start(std::string kind, std::string t
     std::lock_guard lock(impl_->mu);
     impl_->live.emplace(out.id, t);
     // The worker serves the request that started the operation: its log lines carry that request's id.
-    impl_->queue.emplace_back([impl = impl_.get(), t, work = std::move(work), rid = std::string(util::log::requestId()),
-                               what = std::string(util::log::requestWhat())] {
-      util::log::RequestScope scope(rid, what);
-      impl->run(t, work);
-    });
+    std::string key = out.kind.substr(0, out.kind.find('.')) + ":" + out.target;
+    impl_->queue.push_back(
+        {std::move(key), out.requester,
+         [impl = impl_.get(), t, work = std::move(work), rid = std::string(util::log::requestId()),
+          what = std::string(util::log::requestWhat())] {
+           util::log::RequestScope scope(rid, what);
+           impl->run(t, work);
+         }});
   }
-  impl_->workCv.notify_one();
+  impl_->workCv.notify_all();
   return out;
 }
 
-Result<store::OperationRecord> Operations::get(const std::string& id) {
-  if (!validId(id)) return Error::notFound(fmt::format("operation {} not found", id));
-  auto found = impl_->store.findOperation(id);
-  if (!found.ok()) return found.error();
-  if (!found->has_value()) return Error::notFound(fmt::format("operation {} not found", id));
-  return std::move(**found);
+Result<store::OperationRecord> Operations::get(const std::string& id) { return impl_->getRow(id); }
+
+Result<void> Operations::waitAsync(const std::string& id, std::chrono::milliseconds timeout, const std::string& waiter,
+                                   Done done) {
+  const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!waiter.empty() && impl_->waitsOf[waiter] >= kMaxWaitsPerWaiter) {
+      if (impl_->waitsOf[waiter] == 0) impl_->waitsOf.erase(waiter);
+      return Error::rateLimited(
+          fmt::format("{} has {} waits open already; wait for one of them to end", waiter, kMaxWaitsPerWaiter), 5);
+    }
+    if (impl_->live.count(id) && timeout.count() > 0) {
+      impl_->waiters.push_back({id, deadline, waiter, std::move(done)});
+      if (!waiter.empty()) ++impl_->waitsOf[waiter];
+      impl_->waiterCv.notify_one();
+      return ok();
+    }
+  }
+  // Not running here (ended already, unknown, or another process runs it), or
+  // no time to wait: the store says how it is.
+  auto row = get(id);
+  if (!row.ok() || ended(*row) || timeout.count() <= 0) {
+    done(std::move(row));
+    return ok();
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->waiters.push_back({id, deadline, waiter, std::move(done)});
+    if (!waiter.empty()) ++impl_->waitsOf[waiter];
+  }
+  impl_->waiterCv.notify_one();
+  return ok();
 }
 
 Result<store::OperationRecord> Operations::wait(const std::string& id, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
-  {
-    std::unique_lock lock(impl_->mu);
-    if (impl_->live.count(id)) {
-      impl_->doneCv.wait_until(lock, deadline, [&] { return !impl_->live.count(id); });
-      lock.unlock();
-      return get(id);
-    }
-  }
-  // Not running here: ended already, or another daemon (sharing the store) runs it.
-  for (;;) {
-    auto op = get(id);
-    if (!op.ok() || ended(*op)) return op;
-    auto now = Clock::now();
-    if (now >= deadline) return op;
-    std::this_thread::sleep_for(std::min<Clock::duration>(kPollInterval, deadline - now));
-  }
+  auto answer = std::make_shared<std::promise<Result<store::OperationRecord>>>();
+  auto future = answer->get_future();
+  CORRAL_TRY(waitAsync(id, timeout, "", [answer](Result<store::OperationRecord> r) { answer->set_value(std::move(r)); }));
+  return future.get();
 }
 
 Result<std::vector<store::OperationRecord>> Operations::list(size_t limit) { return impl_->store.listOperations(limit); }

@@ -50,8 +50,11 @@ class Operations {
   // What the progress rate limit reads the time from; tests inject one.
   using Now = std::function<std::chrono::steady_clock::time_point()>;
 
-  // threads: how many operations run at once; more wait as "pending". now:
-  // null = std::chrono::steady_clock::now.
+  // threads: how many operations run at once; more wait as "pending". Queued
+  // operations start in order, except that one target (a VM, an image: the
+  // kind's prefix and the target) runs one operation at a time, and one
+  // requester at most half the threads: 16 long stops of one VM, or one user's
+  // flood, never occupy every worker. now: null = std::chrono::steady_clock::now.
   Operations(store::Store& store, size_t threads, Now now = {});
   // Waits for running operations to finish (a daemon stopping mid-operation
   // leaves no half-done work behind it; unfinished ones are failed on next start).
@@ -62,7 +65,18 @@ class Operations {
   // Records the operation (state "pending") and queues work; returns the record.
   Result<store::OperationRecord> start(std::string kind, std::string target, std::string requester, Work work);
   Result<store::OperationRecord> get(const std::string& id);  // NotFound when unknown
-  // Returns once the operation has ended or timeout passed (then still running).
+  // Calls done exactly once, never while the caller waits: when the operation
+  // ends, or when timeout passes (with the operation as it then is), or at once
+  // when it has ended already or is unknown (NotFound). The caller's thread is
+  // never blocked. One that another process runs (a shared store) is polled.
+  // `waiter` names whose wait it is ("" = corral's own, unlimited): each may
+  // have kMaxWaitsPerWaiter open, and a further one is RateLimited.
+  using Done = std::function<void(Result<store::OperationRecord>)>;
+  static constexpr size_t kMaxWaitsPerWaiter = 16;
+  Result<void> waitAsync(const std::string& id, std::chrono::milliseconds timeout, const std::string& waiter,
+                         Done done);
+  // Blocks until the operation has ended or timeout passed (then still running).
+  // For corral's own callers and tests; the API uses waitAsync.
   Result<store::OperationRecord> wait(const std::string& id, std::chrono::milliseconds timeout);
   Result<std::vector<store::OperationRecord>> list(size_t limit);
   size_t inFlight() const;  // pending + running, for reports and metrics

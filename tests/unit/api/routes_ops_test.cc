@@ -8,10 +8,12 @@
 // The events route is proved twice: with a recording stand-in for the
 // transport's socket (exact calls), and end to end through a real HttpServer on
 // a unix socket with Beast WebSocket clients (two callers, each sees only their
-// VMs; 401 without credentials; closing unsubscribes).
+// VMs; 401 without credentials; closing unsubscribes), and waits over the wire
+// holding no handler thread.
 #include "api/routes_ops.h"
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -20,6 +22,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <gtest/gtest.h>
 
@@ -150,7 +153,7 @@ class RoutesOpsTest : public ::testing::Test {
     req.query = std::move(query);
     req.principal = std::move(p);
     req.requestId = "testreq";
-    return router_.dispatch(req);
+    return settle(router_.dispatch(req));
   }
 
   std::set<std::string> listedIds(std::shared_ptr<const core::Principal> p) {
@@ -501,6 +504,51 @@ TEST_F(EventsOverTheWireTest, ServerStopUnsubscribes) {
   ASSERT_TRUE(eventually([&] { return bus_.subscribers() == 1; }));
   server_.reset();  // waits for the sockets' onClose callbacks
   EXPECT_TRUE(eventually([&] { return bus_.subscribers() == 0; }));
+}
+
+// Proves a wait holds no handler thread: twice as many waits as the server has
+// handler threads are open on a running operation, and another request still
+// answers at once; then every wait answers when the operation ends.
+TEST_F(EventsOverTheWireTest, WaitsHoldNoHandlerThread) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto op = ops_->start("image.import", "big", "alice", [released](const core::Operations::Progress&) -> Result<json> {
+    released.wait();
+    return json::object();
+  });
+  ASSERT_TRUE(op.ok());
+  auto request = [&](const std::string& target) {
+    auto sock = std::make_unique<Local::socket>(cio_);
+    sock->connect(Local::endpoint((dir_ / "s").string()));
+    beast::http::request<beast::http::empty_body> req{beast::http::verb::get, target, 11};
+    req.set(beast::http::field::host, "localhost");
+    req.set(beast::http::field::authorization, "Bearer alice");
+    beast::http::write(*sock, req);
+    return sock;
+  };
+  auto answer = [](Local::socket& sock) {
+    beast::flat_buffer buf;
+    beast::http::response<beast::http::string_body> res;
+    beast::http::read(sock, buf, res);
+    return res;
+  };
+  const size_t waits = 2 * HttpServerOptions{}.handlerThreads;
+  std::vector<std::unique_ptr<Local::socket>> waiting;
+  for (size_t i = 0; i < waits; ++i) waiting.push_back(request("/api/v1/operations/" + op->id + "/wait?timeout=60"));
+
+  auto other = std::async(std::launch::async, [&] {
+    auto sock = request("/api/v1/operations/" + op->id);
+    return answer(*sock);
+  });
+  bool answered = other.wait_for(20s) == std::future_status::ready;
+  release.set_value();  // whatever happened, the waits end now
+  ASSERT_TRUE(answered) << "a request queued behind the waits";
+  EXPECT_EQ(other.get().result_int(), 200);
+  for (auto& sock : waiting) {
+    auto res = answer(*sock);
+    EXPECT_EQ(res.result_int(), 200) << res.body();
+    EXPECT_EQ(json::parse(res.body())["state"], "succeeded") << res.body();
+  }
 }
 
 }  // namespace

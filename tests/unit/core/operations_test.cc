@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "support/temp_dir.h"
@@ -53,8 +54,9 @@ class OperationsTest : public ::testing::Test {
     store_ = std::move(s).take();
   }
 
-  OperationRecord startOk(Operations& ops, Operations::Work work, std::string kind = "vm.start") {
-    auto op = ops.start(std::move(kind), "web1", "alice", std::move(work));
+  OperationRecord startOk(Operations& ops, Operations::Work work, std::string kind = "vm.start",
+                          std::string target = "web1", std::string requester = "alice") {
+    auto op = ops.start(std::move(kind), std::move(target), std::move(requester), std::move(work));
     EXPECT_TRUE(op.ok()) << op.error().describe();
     return op.ok() ? *op : OperationRecord{};
   }
@@ -279,15 +281,19 @@ TEST_F(OperationsTest, PoolOfTwoRunsTwoAndKeepsTheRestPending) {
   int started = 0;
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
-    ids.push_back(startOk(ops, [&](const Operations::Progress&) -> Result<json> {
-                    {
-                      std::lock_guard lock(mu);
-                      ++started;
-                    }
-                    cv.notify_all();
-                    gate.wait();
-                    return json::object();
-                  }).id);
+    ids.push_back(startOk(
+                      ops,
+                      [&](const Operations::Progress&) -> Result<json> {
+                        {
+                          std::lock_guard lock(mu);
+                          ++started;
+                        }
+                        cv.notify_all();
+                        gate.wait();
+                        return json::object();
+                      },
+                      "vm.start", fmt::format("web{}", i), fmt::format("user{}", i))
+                      .id);
   }
   {
     std::unique_lock lock(mu);
@@ -372,6 +378,84 @@ TEST_F(OperationsTest, UnfinishedRowsOfADeadDaemonFailAndFinishedOnesStay) {
   EXPECT_EQ(succeeded, 1);
   // Nothing in flight to fail any more.
   EXPECT_EQ(*store_->failUnfinishedOperations("again"), 0);
+}
+
+// Proves the queue's fairness: one target runs one operation at a time, and one
+// requester at most half the pool, while another requester's work still starts.
+TEST_F(OperationsTest, OneTargetOrOneRequesterNeverHoldsEveryWorker) {
+  Operations ops(*store_, 4);  // at most 2 per requester
+  Gate gate;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::multiset<std::string> started;
+  auto blocked = [&](std::string target) {
+    return [&, target](const Operations::Progress&) -> Result<json> {
+      {
+        std::lock_guard lock(mu);
+        started.insert(target);
+      }
+      cv.notify_all();
+      gate.wait();
+      return json::object();
+    };
+  };
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(startOk(ops, blocked("a"), "vm.stop", "a", "alice").id);
+  for (const char* t : {"b", "c"}) ids.push_back(startOk(ops, blocked(t), "vm.start", t, "alice").id);
+  ids.push_back(startOk(ops, blocked("e"), "vm.start", "e", "bob").id);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return started.size() == 3; }));
+    EXPECT_EQ(started, (std::multiset<std::string>{"a", "b", "e"}))
+        << "one of VM a's three stops; alice's second target; bob's despite alice's queue";
+  }
+  gate.open();
+  for (const auto& id : ids) EXPECT_EQ(waitEnded(ops, id).state, "succeeded");
+  std::lock_guard lock(mu);
+  EXPECT_EQ(started.count("a"), 3u) << "the queued stops of VM a ran, one after another";
+}
+
+// Proves waitAsync never blocks its caller, answers every wait when the
+// operation ends, answers at once when it has ended, and bounds one waiter's
+// open waits while another waiter is unaffected.
+TEST_F(OperationsTest, WaitAsyncAnswersLaterAndBoundsOpenWaitsPerWaiter) {
+  Operations ops(*store_, 1);
+  Gate gate;
+  auto op = startOk(ops, [&](const Operations::Progress&) -> Result<json> {
+    gate.wait();
+    return json{{"done", true}};
+  });
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> answers;
+  auto record = [&](Result<OperationRecord> r) {
+    {
+      std::lock_guard lock(mu);
+      answers.push_back(r.ok() ? r->state : r.error().message);
+    }
+    cv.notify_all();
+  };
+  for (size_t i = 0; i < Operations::kMaxWaitsPerWaiter; ++i) ASSERT_TRUE(ops.waitAsync(op.id, 60s, "alice", record).ok());
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(answers.empty()) << "nothing answered while the operation runs";
+  }
+  auto refused = ops.waitAsync(op.id, 60s, "alice", record);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::RateLimited);
+  ASSERT_TRUE(ops.waitAsync(op.id, 60s, "bob", record).ok()) << "another waiter is not refused";
+  gate.open();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return answers.size() == Operations::kMaxWaitsPerWaiter + 1; }));
+    for (const auto& a : answers) EXPECT_EQ(a, "succeeded");
+    answers.clear();
+  }
+  // Ended: answered on the caller's thread, before waitAsync returns; alice's
+  // waits were given back when they were answered.
+  ASSERT_TRUE(ops.waitAsync(op.id, 60s, "alice", record).ok());
+  std::lock_guard lock(mu);
+  EXPECT_EQ(answers, std::vector<std::string>{"succeeded"});
 }
 
 TEST_F(OperationsTest, DestructorFinishesQueuedAndRunningWork) {
