@@ -1,7 +1,7 @@
 // The API's authenticator: decides, before dispatch, who a Request comes from
 // and sets Request::principal (docs/control-plane.md, Identity). The order is
 // fixed: the one public route (POST /api/v1/login) needs nobody; the unix
-// socket is its peer's uid; over TLS a Bearer token, else the corral_session
+// socket is its peer's uid; over TLS a Bearer token, else the __Host-corral_session
 // cookie (with the CSRF check on every method but GET/HEAD), else, when
 // enabled, a verified client certificate's email, else, when enabled, a trusted
 // proxy's header. Nothing else gets in.
@@ -42,6 +42,6 @@ Authenticator makeAuthenticator(core::Identity& identity, AuthOptions opts = {})
 std::string cookieValue(const std::string& cookieHeader, std::string_view name);
 
 // The session cookie's name.
-inline constexpr std::string_view kSessionCookie = "corral_session";
+inline constexpr std::string_view kSessionCookie = "__Host-corral_session";
 
 }  // namespace corral::api

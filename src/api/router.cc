@@ -2,6 +2,7 @@
 #include "api/router.h"
 
 #include <atomic>
+#include <cctype>
 #include <future>
 #include <random>
 #include <set>
@@ -40,6 +41,16 @@ int hexValue(char c) {
 
 Result<nlohmann::json> Request::jsonBody() const {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) return nlohmann::json::object();
+  // An HTML form can post text/plain, urlencoded or multipart to any origin
+  // without asking; only a script can send application/json, and a browser asks
+  // the server (CORS) first. So no other type is read as JSON.
+  const std::string& type = header("content-type");
+  std::string media = type.substr(0, type.find(';'));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+  for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (media != "application/json")
+    return Error::invalidInput("content-type", type.empty() ? "(none)" : type,
+                               "must be application/json for a request with a JSON body");
   auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Error::invalidInput("body", "", "is not valid JSON");
   return j;

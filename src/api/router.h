@@ -62,7 +62,9 @@ struct Request {
   const std::string& header(const std::string& lowercaseName) const;
 
   // The body parsed as JSON. An empty (or all-blank) body is {}; malformed JSON is
-  // InvalidInput with field "body".
+  // InvalidInput with field "body"; a body whose Content-Type is not
+  // application/json (no form can send that cross-site) is InvalidInput with
+  // field "content-type".
   Result<nlohmann::json> jsonBody() const;
 };
 

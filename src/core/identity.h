@@ -102,7 +102,7 @@ class Identity {
   // secret as sent after "Bearer ". Verified tokens are cached for at most
   // tokenCacheTtl; revokeToken drops the entry at once.
   Result<Principal> fromToken(const std::string& secret);
-  // The corral_session cookie's value; the principal carries the session's CSRF token.
+  // The __Host-corral_session cookie's value; the principal carries the session's CSRF token.
   Result<Principal> fromSession(const std::string& cookie);
   // A login vouched for by a trusted reverse proxy (via "proxy").
   Result<Principal> fromLogin(const std::string& login, const std::string& via = "proxy");

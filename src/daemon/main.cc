@@ -39,6 +39,7 @@
 #include "store/store.h"
 #include "util/build_info.h"
 #include "util/logging.h"
+#include "util/redact.h"
 #include "util/strings.h"
 
 namespace corral::daemon {
@@ -279,6 +280,13 @@ int main(int argc, char** argv) {
   app.add_option("--console-token-ttl", cfg.consoleTokenTtlSeconds, "seconds a console token stays valid")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // A command line is readable by every user of the host (ps, /proc/PID/cmdline).
+  if (app.count("--db") > 0 && corral::util::maskUrlPassword(cfg.db) != cfg.db) {
+    fmt::print(stderr,
+               "corrald: --db: a password on the command line is visible to every user of this host (ps); "
+               "put the URL in the config file (\"db\") or the password in PGPASSFILE\n");
+    return 2;
+  }
   if (cfg.stateDir.empty() || cfg.stateDir.front() != '/') {
     std::error_code ec;
     cfg.stateDir = std::filesystem::absolute(cfg.stateDir, ec).string();

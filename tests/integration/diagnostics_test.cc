@@ -29,6 +29,8 @@
 #include "support/daemon_harness.h"
 #include "support/files.h"
 #include "support/postgres_server.h"
+#include "support/temp_dir.h"
+#include "util/command.h"
 
 namespace corral::testing {
 namespace {
@@ -230,6 +232,21 @@ std::string hex(const std::string& raw) {
   return out;
 }
 
+// Proves corrald refuses a database password on its command line (every user
+// of the host reads argv through ps), naming where to put it instead.
+TEST(DiagnosticsTest, DbPasswordOnTheCommandLineIsRefused) {
+  TempDir state;
+  for (const char* url : {"postgres://corral:s3cret@127.0.0.1/corral", "postgresql://h/db?user=c&password=s3cret"}) {
+    util::Command c(std::string(CORRAL_BINARY_DIR) + "/bin/corrald");
+    c.args({"--state-dir", state.path().string(), "--db", url}).stdoutToBuffer().stderrToBuffer().allowFailureStatus();
+    auto r = c.run();
+    ASSERT_TRUE(r.ok()) << r.error().describe();
+    EXPECT_EQ(r->status.exitCode, 2) << url << "\n" << r->err;
+    EXPECT_NE(r->err.find("PGPASSFILE"), std::string::npos) << r->err;
+    EXPECT_EQ(r->err.find("s3cret"), std::string::npos) << "the refusal does not repeat the secret";
+  }
+}
+
 TEST(DiagnosticsTest, NoSecretInAnyLogReportOrApiAnswer) {
   auto pg = PostgresServer::start();
   ASSERT_TRUE(pg.ok()) << pg.error().message;
@@ -238,9 +255,14 @@ TEST(DiagnosticsTest, NoSecretInAnyLogReportOrApiAnswer) {
   const std::string dbPassword = "Db-Pw-7f3a9c1e55";
   const std::string userPassword = "User-Pw-c0ffee-42";
 
+  // The password reaches corrald through its config file (on the command line
+  // it is refused: see DbPasswordOnTheCommandLineIsRefused).
+  TempDir cfgDir;
+  const std::string cfgFile = (cfgDir.path() / "corrald.json").string();
+  std::ofstream(cfgFile) << json{{"db", *url + "&password=" + dbPassword}}.dump();
   DaemonHarness h;
   uint16_t port = freeLoopbackPort();
-  h.startDaemon({"--db", *url + "&password=" + dbPassword, "--listen", fmt::format("127.0.0.1:{}", port)});
+  h.startDaemon({"--config", cfgFile, "--listen", fmt::format("127.0.0.1:{}", port)});
   h.importGuest("guest");
   ApiClient root = ApiClient::unixSocket(h.socket());
   std::vector<std::string> answers;  // every API answer but the one that hands out the token

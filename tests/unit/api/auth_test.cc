@@ -96,7 +96,7 @@ TEST_F(AuthTest, BearerTokenOverTls) {
     Request r = tls("GET");
     r.headers["authorization"] = bad;
     // A session cookie does not rescue a bad Authorization header.
-    r.headers["cookie"] = "corral_session=" + login_.sessionCookie;
+    r.headers["cookie"] = "__Host-corral_session=" + login_.sessionCookie;
     auto e = auth(r);
     ASSERT_TRUE(e) << bad;
     EXPECT_EQ(e->code, ErrorCode::Unauthenticated);
@@ -106,7 +106,7 @@ TEST_F(AuthTest, BearerTokenOverTls) {
 
 TEST_F(AuthTest, SessionCookieNeedsCsrfTokenOnMutations) {
   auto auth = makeAuthenticator(*id_);
-  std::string cookie = "theme=dark; corral_session=" + login_.sessionCookie + "; other=1";
+  std::string cookie = "theme=dark; __Host-corral_session=" + login_.sessionCookie + "; other=1";
   for (std::string method : {"GET", "HEAD"}) {
     Request r = tls(method);
     r.headers["cookie"] = cookie;
@@ -136,7 +136,7 @@ TEST_F(AuthTest, EndedSessionIsUnauthenticated) {
   auto auth = makeAuthenticator(*id_);
   ASSERT_TRUE(id_->logout(login_.sessionCookie).ok());
   Request r = tls("GET");
-  r.headers["cookie"] = "corral_session=" + login_.sessionCookie;
+  r.headers["cookie"] = "__Host-corral_session=" + login_.sessionCookie;
   auto e = auth(r);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code, ErrorCode::Unauthenticated);
@@ -145,7 +145,9 @@ TEST_F(AuthTest, EndedSessionIsUnauthenticated) {
 TEST_F(AuthTest, NoCredentialsIsUnauthenticated) {
   auto auth = makeAuthenticator(*id_);
   Request r = tls("GET");
-  r.headers["cookie"] = "corral_sessionx=abc";
+  // The old unprefixed name is not read: a __Host- cookie can only have been set
+  // by this origin over TLS (no subdomain, no plain-HTTP page can plant one).
+  r.headers["cookie"] = "__Host-corral_sessionx=abc; corral_session=" + login_.sessionCookie;
   r.headers["x-remote-user"] = "alice";   // no proxy is trusted by default
   r.clientCertEmail = "alice@example.org";  // certificate login is off by default
   auto e = auth(r);

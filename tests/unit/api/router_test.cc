@@ -113,7 +113,18 @@ TEST(Request, JsonBody) {
   EXPECT_EQ(*empty, nlohmann::json::object());
   req.body = " \n";
   EXPECT_EQ(*req.jsonBody(), nlohmann::json::object());
+  // Only application/json is read as JSON: a cross-site form cannot send it.
   req.body = R"({"memory": 128})";
+  for (const char* type : {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                           "application/jsonp"}) {
+    if (*type) req.headers["content-type"] = type;
+    auto refused = req.jsonBody();
+    ASSERT_FALSE(refused.ok()) << type;
+    EXPECT_EQ(refused.error().field, "content-type") << type;
+  }
+  req.headers["content-type"] = "Application/JSON; charset=utf-8";
+  EXPECT_EQ((*req.jsonBody())["memory"], 128);
+  req.headers["content-type"] = "application/json";
   EXPECT_EQ((*req.jsonBody())["memory"], 128);
   req.body = "{not json";
   auto bad = req.jsonBody();

@@ -80,7 +80,10 @@ class RoutesIdentityTest : public ::testing::Test {
     r.transport = "unix";
     r.peerUid = 0;
     r.headers = std::move(headers);
-    if (!body.is_null()) r.body = body.dump();
+    if (!body.is_null()) {
+      r.body = body.dump();
+      r.headers.emplace("content-type", "application/json");
+    }
     return call(std::move(r));
   }
 
@@ -93,7 +96,10 @@ class RoutesIdentityTest : public ::testing::Test {
     setTarget(r, std::move(path));
     r.headers = std::move(headers);
     r.headers["authorization"] = "Bearer " + token;
-    if (!body.is_null()) r.body = body.dump();
+    if (!body.is_null()) {
+      r.body = body.dump();
+      r.headers.emplace("content-type", "application/json");
+    }
     return call(std::move(r));
   }
 
@@ -105,7 +111,10 @@ class RoutesIdentityTest : public ::testing::Test {
     r.transport = "tls";
     r.peerAddress = std::move(address);
     r.headers = std::move(headers);
-    if (!body.is_null()) r.body = body.dump();
+    if (!body.is_null()) {
+      r.body = body.dump();
+      r.headers.emplace("content-type", "application/json");
+    }
     return call(std::move(r));
   }
 
@@ -133,7 +142,7 @@ TEST_F(RoutesIdentityTest, LoginSessionCsrfLogout) {
   EXPECT_FALSE(b["user"].contains("password_hash"));
   std::string csrf = b["csrf_token"];
   const std::string& setCookie = login.headers.at("Set-Cookie");
-  ASSERT_EQ(setCookie.rfind("corral_session=", 0), 0u) << setCookie;
+  ASSERT_EQ(setCookie.rfind("__Host-corral_session=", 0), 0u) << setCookie;
   for (const char* attr : {"; HttpOnly", "; Secure", "; SameSite=Strict", "; Path=/", "; Max-Age=43200"})
     EXPECT_NE(setCookie.find(attr), std::string::npos) << attr << " in " << setCookie;
   std::string cookie = setCookie.substr(0, setCookie.find(';'));
@@ -158,7 +167,7 @@ TEST_F(RoutesIdentityTest, LoginSessionCsrfLogout) {
   EXPECT_EQ(tls("POST", "/api/v1/logout", nullptr, {{"cookie", cookie}}).status, 403);
   auto out = tls("POST", "/api/v1/logout", nullptr, {{"cookie", cookie}, {"x-csrf-token", csrf}});
   ASSERT_EQ(out.status, 204);
-  EXPECT_NE(out.headers.at("Set-Cookie").find("corral_session=;"), std::string::npos);
+  EXPECT_NE(out.headers.at("Set-Cookie").find("__Host-corral_session=;"), std::string::npos);
   EXPECT_NE(out.headers.at("Set-Cookie").find("Max-Age=0"), std::string::npos);
   EXPECT_EQ(tls("GET", "/api/v1/whoami", nullptr, {{"cookie", cookie}}).status, 401);
 }

@@ -68,6 +68,7 @@ class VmRoutes : public ::testing::Test {
     req.path = std::move(path);
     req.body = std::move(body);
     req.headers = std::move(headers);
+    if (!req.body.empty()) req.headers.emplace("content-type", "application/json");
     req.principal = login.empty() ? nullptr : who(login);
     req.requestId = newRequestId();
     return router_.dispatch(req);
