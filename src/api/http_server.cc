@@ -43,7 +43,7 @@ HttpServerImpl::HttpServerImpl(asio::io_context& ioc, const Router& r, HttpServe
 
 ConnectionSlot::~ConnectionSlot() {
   if (!srv_) return;  // moved from
-  srv_->active.fetch_sub(1);
+  srv_->giveSlot(tcp_, peer_);
   if (open_ != nullptr) open_->dec();
 }
 
@@ -72,18 +72,50 @@ void HttpMetrics::request(const Request& req, int status, std::chrono::steady_cl
   latency.labels({method, route}).observe(std::chrono::duration<double>(took).count());
 }
 
-std::optional<ConnectionSlot> HttpServerImpl::takeSlot(bool tcp) {
-  size_t max = std::max<size_t>(1, opts.maxConnections);
-  if (active.fetch_add(1) >= max) {
-    active.fetch_sub(1);
-    uint64_t n = refused.fetch_add(1) + 1;
-    if (n == 1 || n % 1000 == 0)
-      spdlog::warn("http: {} connections open, the limit; refused a new one ({} refused so far)", max, n);
-    return std::nullopt;
+std::optional<ConnectionSlot> HttpServerImpl::takeSlot(bool tcp, const std::string& peer) {
+  {
+    std::lock_guard lock(slotsMu);
+    size_t& mine = tcp ? tcpSlots : unixSlots;
+    const size_t max = std::max<size_t>(1, tcp ? opts.maxConnections : opts.maxUnixConnections);
+    const bool full = mine >= max;
+    const bool peerFull = tcp && slotsOfPeer[peer] >= std::max<size_t>(1, opts.maxConnectionsPerAddress);
+    if (full || peerFull) {
+      if (tcp && slotsOfPeer[peer] == 0) slotsOfPeer.erase(peer);
+      uint64_t n = refused.fetch_add(1) + 1;
+      if (n == 1 || n % 1000 == 0)
+        spdlog::warn("http: refused a new {} connection{}: {} open, the limit ({} refused so far)",
+                     tcp ? "TLS" : "unix-socket", peerFull ? fmt::format(" from {}", peer) : "",
+                     peerFull ? slotsOfPeer[peer] : mine, n);
+      return std::nullopt;
+    }
+    ++mine;
+    if (tcp) ++slotsOfPeer[peer];
   }
+  active.fetch_add(1);
   util::metrics::Gauge* open = nullptr;
   if (metrics) open = tcp ? &metrics->tcpConnections : &metrics->unixConnections;
-  return ConnectionSlot(shared_from_this(), open);
+  return ConnectionSlot(shared_from_this(), open, tcp, peer);
+}
+
+void HttpServerImpl::giveSlot(bool tcp, const std::string& peer) {
+  {
+    std::lock_guard lock(slotsMu);
+    --(tcp ? tcpSlots : unixSlots);
+    if (tcp) {
+      auto it = slotsOfPeer.find(peer);
+      if (it != slotsOfPeer.end() && --it->second == 0) slotsOfPeer.erase(it);
+    }
+  }
+  active.fetch_sub(1);
+}
+
+std::string HttpServerImpl::peerKey(const asio::ip::address& a) {
+  if (a.is_v4()) return a.to_string();
+  auto v6 = a.to_v6();
+  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  auto bytes = v6.to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return asio::ip::address_v6(bytes).to_string() + "/64";
 }
 
 void HttpServerImpl::track(Connection* c, std::weak_ptr<Connection> w) {
@@ -112,6 +144,12 @@ void refuseUnix(LocalSocket& sock) {
       ::send(sock.native_handle(), kResponse.data(), kResponse.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   boost::system::error_code ec;
   sock.close(ec);
+}
+
+std::string peerKeyOf(const TcpSocket& sock) {
+  boost::system::error_code ec;
+  auto ep = sock.remote_endpoint(ec);
+  return ec ? std::string("?") : HttpServerImpl::peerKey(ep.address());
 }
 
 // Whether something accepts connections on path (another daemon).
@@ -177,7 +215,7 @@ void HttpServerImpl::doAcceptTcp() {
     if (self->stopped || ec == asio::error::operation_aborted) return;
     if (ec) {
       spdlog::warn("http: accept on {} failed: {}", self->opts.tcpListen, ec.message());
-    } else if (auto slot = self->takeSlot(true)) {
+    } else if (auto slot = self->takeSlot(true, peerKeyOf(sock))) {
       startTlsSession(std::move(*slot), std::move(sock));
     } else {
       boost::system::error_code ignored;
@@ -315,10 +353,13 @@ Result<void> HttpServer::start() {
     std::lock_guard lock(impl.mu);
     impl.listening = true;
   }
-  spdlog::info("http: listening on {} (mode {:04o}){}, {} handler threads, at most {} connections", path,
-               impl.opts.socketMode,
-               tcpEndpoint ? fmt::format(" and TLS on {} (port {})", impl.opts.tcpListen, impl.tcpPort) : "",
-               std::max<size_t>(1, impl.opts.handlerThreads), impl.opts.maxConnections);
+  spdlog::info("http: listening on {} (mode {:04o}, at most {} connections){}, {} handler threads", path,
+               impl.opts.socketMode, impl.opts.maxUnixConnections,
+               tcpEndpoint ? fmt::format(" and TLS on {} (port {}, at most {} connections, {} per address)",
+                                         impl.opts.tcpListen, impl.tcpPort, impl.opts.maxConnections,
+                                         impl.opts.maxConnectionsPerAddress)
+                           : "",
+               std::max<size_t>(1, impl.opts.handlerThreads));
   // Through the strands, so that stop() (also posted there) is ordered after it
   // whichever thread calls start().
   asio::post(impl.acceptorStrand, [p = impl_] { p->doAccept(); });

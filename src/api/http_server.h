@@ -79,10 +79,15 @@ struct HttpServerOptions {
   // Writing one response (or one WebSocket message) may take this long; a peer
   // that does not read is closed after it.
   std::chrono::milliseconds writeTimeout = std::chrono::seconds(30);
-  // Open connections (HTTP and WebSocket, both listeners together). Past it a new
+  // Open connections (HTTP and WebSocket) on the TLS listener, in all and from
+  // one peer address (IPv6: one /64, which one client usually holds whole); and
+  // on the unix socket, a budget of its own that no TLS peer can spend (root's
+  // `corral` keeps working while the TLS listener is flooded). Past a cap a new
   // connection is closed at once; on the unix socket after a 503 written without
   // waiting, over TLS without a word (a handshake would cost what the cap saves).
   size_t maxConnections = 1000;
+  size_t maxConnectionsPerAddress = 64;
+  size_t maxUnixConnections = 256;
 
   // ---- WebSocket
   // A socket's unsent messages may hold this many bytes; a message past it

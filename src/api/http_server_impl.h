@@ -50,8 +50,9 @@ class ConnectionSlot {
  public:
   // open: the open-connections gauge of the slot's transport (null: none),
   // counted up here and down when the slot goes.
-  explicit ConnectionSlot(std::shared_ptr<HttpServerImpl> srv, util::metrics::Gauge* open = nullptr)
-      : srv_(std::move(srv)), open_(open) {
+  // peer: the TLS peer's address key (HttpServerImpl::peerKey); "" on the unix socket.
+  ConnectionSlot(std::shared_ptr<HttpServerImpl> srv, util::metrics::Gauge* open, bool tcp, std::string peer)
+      : srv_(std::move(srv)), open_(open), tcp_(tcp), peer_(std::move(peer)) {
     if (open_ != nullptr) open_->inc();
   }
   ~ConnectionSlot();
@@ -64,6 +65,8 @@ class ConnectionSlot {
  private:
   std::shared_ptr<HttpServerImpl> srv_;
   util::metrics::Gauge* open_ = nullptr;
+  bool tcp_ = false;
+  std::string peer_;
 };
 
 // The transport's own metrics (HttpServerOptions::metrics).
@@ -98,6 +101,9 @@ struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
   std::atomic<bool> stopped{false};
   std::atomic<size_t> active{0};  // ConnectionSlots alive
   std::atomic<uint64_t> refused{0};
+  std::mutex slotsMu;  // guards the counts below
+  size_t tcpSlots = 0, unixSlots = 0;
+  std::unordered_map<std::string, size_t> slotsOfPeer;  // TLS slots by peerKey
   std::mutex mu;  // guards conns, the socket identity, and posting to pool
   std::unordered_map<Connection*, std::weak_ptr<Connection>> conns;
   bool haveSocketFile = false;
@@ -105,9 +111,12 @@ struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
   dev_t socketDev = 0;
   ino_t socketIno = 0;
 
-  // A slot when the cap allows one more connection, else nothing (and the
-  // refusal counted and logged now and then).
-  std::optional<ConnectionSlot> takeSlot(bool tcp);
+  // A slot when the caps allow one more connection (of this transport, from this
+  // peer), else nothing (and the refusal counted and logged now and then).
+  std::optional<ConnectionSlot> takeSlot(bool tcp, const std::string& peer = {});
+  void giveSlot(bool tcp, const std::string& peer);
+  // What the per-address cap counts: the IPv4 address, or an IPv6 address's /64.
+  static std::string peerKey(const asio::ip::address& a);
   void track(Connection* c, std::weak_ptr<Connection> w);
   void untrack(Connection* c);
   void doAccept();

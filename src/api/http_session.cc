@@ -510,6 +510,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     res.set("X-Request-Id", req_.requestId);
     if (!resp_.contentType.empty()) res.set(http::field::content_type, resp_.contentType);
     for (const auto& [k, v] : resp_.headers) res.set(k, v);
+    // A peer that failed to authenticate gets its answer and nothing more: it
+    // does not keep a connection to retry on.
+    if (resp_.status == 401) keepAlive_ = false;
     res.keep_alive(keepAlive_);
     res.body() = std::move(resp_.body);
     res.prepare_payload();

@@ -372,7 +372,7 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
 
 TEST_F(HttpServerTest, ConnectionCap) {
   HttpServerOptions opts;
-  opts.maxConnections = 2;
+  opts.maxUnixConnections = 2;
   auto& srv = startServer(std::move(opts));
   auto a = std::make_unique<RawConn>(sock());
   auto b = std::make_unique<RawConn>(sock());

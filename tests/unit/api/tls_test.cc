@@ -13,6 +13,8 @@
 
 #include <atomic>
 
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "api/http_server.h"
@@ -302,6 +304,62 @@ TEST_F(TlsServerTest, StalledHandshakeIsClosedAndDoesNotBlockOthers) {
   mute.read_some(asio::buffer(&b, 1), ec);
   EXPECT_EQ(ec, asio::error::eof);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 1900ms);
+}
+
+// Proves the connection budgets: one TLS peer address gets at most
+// maxConnectionsPerAddress, all TLS peers together maxConnections, and the unix
+// socket keeps its own budget, so root's CLI is answered while TLS is full.
+TEST_F(TlsServerTest, PerAddressAndTlsCapsLeaveTheUnixSocketItsOwnBudget) {
+  HttpServerOptions o;
+  o.maxConnections = 3;
+  o.maxConnectionsPerAddress = 2;
+  auto& srv = startServer(std::move(o));
+  asio::io_context cio;
+  auto mute = [&](const char* from) {
+    auto s = std::make_unique<asio::ip::tcp::socket>(cio);
+    s->open(asio::ip::tcp::v4());
+    s->bind(asio::ip::tcp::endpoint(asio::ip::make_address(from), 0));
+    s->connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->tcpPort()));
+    return s;
+  };
+  // Closed by the server at once (eof or reset), rather than left open.
+  auto refused = [](asio::ip::tcp::socket& s) {
+    char b;
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(&b, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  };
+  auto a1 = mute("127.0.0.1"), a2 = mute("127.0.0.1");
+  ASSERT_TRUE(testutil::waitFor([&] { return srv.connectionCount() == 2; }));
+  auto a3 = mute("127.0.0.1");
+  EXPECT_TRUE(refused(*a3)) << "a third connection from one address";
+  auto b1 = mute("127.0.0.2");
+  ASSERT_TRUE(testutil::waitFor([&] { return srv.connectionCount() == 3; })) << "another address is admitted";
+  auto c1 = mute("127.0.0.3");
+  EXPECT_TRUE(refused(*c1)) << "past the TLS total";
+
+  boost::asio::local::stream_protocol::socket local(cio);
+  local.connect(boost::asio::local::stream_protocol::endpoint((dir_ / "s").string()));
+  boost::asio::write(local, boost::asio::buffer(std::string("GET /api/v1/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  std::string got;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (!ec) got.append(buf, local.read_some(boost::asio::buffer(buf), ec));
+  EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
+  EXPECT_NE(got.find("\"unix\""), std::string::npos) << got;
+}
+
+// Proves a request that fails to authenticate gets its 401 and the connection
+// closes: a guesser does not keep a connection to retry on.
+TEST_F(TlsServerTest, FailedAuthenticationClosesTheConnection) {
+  HttpServerOptions o;
+  o.authenticate = [](Request&) -> std::optional<Error> { return Error::unauthenticated("log in first"); };
+  startServer(std::move(o));
+  TlsClient c({.trustFile = certs_.cert});
+  ASSERT_FALSE(c.connect(server_->tcpPort()));
+  auto res = c.request(http::verb::get, "/api/v1/who");
+  EXPECT_EQ(res.result_int(), 401u);
+  EXPECT_FALSE(res.keep_alive());
 }
 
 TEST_F(TlsServerTest, RequestDeadlineOverTls) {
