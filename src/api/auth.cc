@@ -1,6 +1,8 @@
 // See auth.h.
 #include "api/auth.h"
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <memory>
@@ -57,6 +59,17 @@ Authenticator makeAuthenticator(core::Identity& identity, AuthOptions opts) {
   for (char& c : opts.proxyHeader) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return [&identity, opts = std::move(opts)](Request& req) -> std::optional<Error> {
     req.principal.reset();
+    const bool viaProxy =
+        std::find(opts.trustedProxies.begin(), opts.trustedProxies.end(), req.peerAddress) != opts.trustedProxies.end();
+    req.clientAddress = req.peerAddress;
+    if (viaProxy) {
+      // The proxy appends the address it received the request from: the last entry.
+      const std::string& xff = req.header("x-forwarded-for");
+      std::string last(trim(std::string_view(xff).substr(xff.rfind(',') == std::string::npos ? 0 : xff.rfind(',') + 1)));
+      boost::system::error_code ec;
+      (void)boost::asio::ip::make_address(last, ec);
+      if (!last.empty() && !ec) req.clientAddress = last;
+    }
     if (isPublic(req)) return std::nullopt;
 
     if (req.transport == "unix") return setPrincipal(req, identity.fromUnixPeer(req.peerUid));
@@ -85,9 +98,7 @@ Authenticator makeAuthenticator(core::Identity& identity, AuthOptions opts) {
     if (opts.clientCertLogin && !req.clientCertEmail.empty())
       return setPrincipal(req, identity.fromCertEmail(req.clientCertEmail));
 
-    if (!opts.trustedProxies.empty() &&
-        std::find(opts.trustedProxies.begin(), opts.trustedProxies.end(), req.peerAddress) !=
-            opts.trustedProxies.end()) {
+    if (viaProxy) {
       if (const std::string& user = req.header(opts.proxyHeader); !user.empty())
         return setPrincipal(req, identity.fromLogin(std::string(trim(user)), "proxy"));
     }

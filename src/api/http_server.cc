@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/http_error.h"
+#include "core/rate_limit.h"
 #include "api/http_server_impl.h"
 
 namespace corral::api {
@@ -109,15 +110,6 @@ void HttpServerImpl::giveSlot(bool tcp, const std::string& peer) {
   active.fetch_sub(1);
 }
 
-std::string HttpServerImpl::peerKey(const asio::ip::address& a) {
-  if (a.is_v4()) return a.to_string();
-  auto v6 = a.to_v6();
-  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
-  auto bytes = v6.to_bytes();
-  std::fill(bytes.begin() + 8, bytes.end(), 0);
-  return asio::ip::address_v6(bytes).to_string() + "/64";
-}
-
 void HttpServerImpl::track(Connection* c, std::weak_ptr<Connection> w) {
   std::lock_guard lock(mu);
   conns.emplace(c, std::move(w));
@@ -149,7 +141,7 @@ void refuseUnix(LocalSocket& sock) {
 std::string peerKeyOf(const TcpSocket& sock) {
   boost::system::error_code ec;
   auto ep = sock.remote_endpoint(ec);
-  return ec ? std::string("?") : HttpServerImpl::peerKey(ep.address());
+  return ec ? std::string("?") : core::addressThrottleKey(ep.address().to_string());
 }
 
 // Whether something accepts connections on path (another daemon).

@@ -50,7 +50,7 @@ class ConnectionSlot {
  public:
   // open: the open-connections gauge of the slot's transport (null: none),
   // counted up here and down when the slot goes.
-  // peer: the TLS peer's address key (HttpServerImpl::peerKey); "" on the unix socket.
+  // peer: the TLS peer's address key (core::addressThrottleKey); "" on the unix socket.
   ConnectionSlot(std::shared_ptr<HttpServerImpl> srv, util::metrics::Gauge* open, bool tcp, std::string peer)
       : srv_(std::move(srv)), open_(open), tcp_(tcp), peer_(std::move(peer)) {
     if (open_ != nullptr) open_->inc();
@@ -115,8 +115,6 @@ struct HttpServerImpl : std::enable_shared_from_this<HttpServerImpl> {
   // peer), else nothing (and the refusal counted and logged now and then).
   std::optional<ConnectionSlot> takeSlot(bool tcp, const std::string& peer = {});
   void giveSlot(bool tcp, const std::string& peer);
-  // What the per-address cap counts: the IPv4 address, or an IPv6 address's /64.
-  static std::string peerKey(const asio::ip::address& a);
   void track(Connection* c, std::weak_ptr<Connection> w);
   void untrack(Connection* c);
   void doAccept();

@@ -47,6 +47,10 @@ struct Request {
   uid_t peerUid = (uid_t)-1;  // SO_PEERCRED of the unix-socket peer
   pid_t peerPid = 0;
   std::string peerAddress;      // "127.0.0.1" for TLS peers, "" on the unix socket
+  // The client as far as corral can tell (set by the authenticator): the TLS
+  // peer, or behind a trusted proxy the address that proxy added last to
+  // X-Forwarded-For. What login throttles key on. "" on the unix socket.
+  std::string clientAddress;
   std::string clientCertEmail;  // a verified TLS client certificate's email, when any
   std::string requestId;  // generated per request, logged with it
   // Upload routes only: the file the body was streamed into, and its size. The

@@ -202,8 +202,11 @@ void addIdentityRoutes(Router& router, core::Identity& id) {
   // ---- sessions
   router.add("POST", "/api/v1/login", [&id](const Request& req) {
     return withBody(req, parseLogin, [&](const LoginBody& b) {
-      // The per-address limit keys on the TLS peer; on the unix socket, on the uid.
-      std::string address = req.peerAddress.empty() ? fmt::format("unix:{}", req.peerUid) : req.peerAddress;
+      // The per-address limit keys on the client (behind a trusted proxy, the one
+      // it names), else the TLS peer; on the unix socket, on the uid.
+      std::string address = !req.clientAddress.empty() ? req.clientAddress
+                            : req.peerAddress.empty()  ? fmt::format("unix:{}", req.peerUid)
+                                                       : req.peerAddress;
       auto r = id.login(b.login, b.password, address);
       if (!r.ok()) return Response::error(r.error());
       Response resp = Response::json(200, {{"user", toJson(r->user)}, {"csrf_token", r->csrfToken}});

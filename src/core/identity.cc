@@ -147,8 +147,11 @@ std::optional<std::chrono::system_clock::time_point> parseRfc3339(const std::str
 Identity::Identity(store::Store& store, IdentityOptions opts)
     : store_(store),
       opts_(std::move(opts)),
-      accountLimiter_(opts_.accountFailures, opts_.failureWindow, opts_.steadyClock),
-      addressLimiter_(opts_.addressFailures, opts_.failureWindow, opts_.steadyClock) {
+      pairLimiter_(opts_.accountFailures, opts_.failureWindow, opts_.steadyClock),
+      addressLimiter_(opts_.addressFailures, opts_.failureWindow, opts_.steadyClock),
+      accountBackoff_(opts_.accountBackoffFree, std::chrono::seconds(1), opts_.accountBackoffCap, opts_.failureWindow,
+                      opts_.steadyClock),
+      passwordLimiter_(opts_.accountFailures, opts_.failureWindow, opts_.steadyClock) {
   if (!opts_.steadyClock) opts_.steadyClock = [] { return std::chrono::steady_clock::now(); };
   if (!opts_.wallClock) opts_.wallClock = [] { return std::chrono::system_clock::now(); };
 }
@@ -312,9 +315,12 @@ void Identity::burnDummyVerify(const std::string& password) {
 Result<LoginResult> Identity::login(const std::string& login, const std::string& password,
                                     const std::string& address) {
   // Keys are bounded so that a flood of huge logins cannot bloat the limiter.
-  std::string accountKey = login.substr(0, 64);
-  std::string addressKey = address.substr(0, 64);
-  int wait = std::max(accountLimiter_.retryAfterSeconds(accountKey), addressLimiter_.retryAfterSeconds(addressKey));
+  // The throttles come before any argon2 work, also for unknown logins.
+  const std::string accountKey = login.substr(0, 64);
+  const std::string addressKey = addressThrottleKey(address).substr(0, 64);
+  const std::string pairKey = accountKey + "|" + addressKey;
+  int wait = std::max({pairLimiter_.retryAfterSeconds(pairKey), addressLimiter_.retryAfterSeconds(addressKey),
+                       accountBackoff_.retryAfterSeconds(accountKey)});
   if (wait > 0)
     return Error::rateLimited(fmt::format("too many failed logins; try again in {} seconds", wait), wait);
 
@@ -328,11 +334,13 @@ Result<LoginResult> Identity::login(const std::string& login, const std::string&
     burnDummyVerify(password);  // the same time for an unknown login as for a wrong password
   }
   if (!good) {
-    accountLimiter_.recordFailure(accountKey);
+    pairLimiter_.recordFailure(pairKey);
     addressLimiter_.recordFailure(addressKey);
+    accountBackoff_.recordFailure(accountKey);
     return Error::unauthenticated(kLoginFailed);
   }
-  accountLimiter_.reset(accountKey);
+  pairLimiter_.reset(pairKey);
+  accountBackoff_.reset(accountKey);
 
   LoginResult r;
   r.sessionCookie = CORRAL_TRY(newSecret());
@@ -433,10 +441,10 @@ Result<void> Identity::setPassword(const Principal& caller, const std::string& l
     // nor to guess the password here without the login rate limit.
     if (currentPassword.empty()) return Error::invalidInput("current_password", "", "is required");
     std::string key = login.substr(0, 64);
-    if (int wait = accountLimiter_.retryAfterSeconds(key); wait > 0)
+    if (int wait = passwordLimiter_.retryAfterSeconds(key); wait > 0)
       return Error::rateLimited(fmt::format("too many wrong passwords; try again in {} seconds", wait), wait);
     if (user.passwordHash.empty() || !util::verifyPassword(user.passwordHash, currentPassword)) {
-      accountLimiter_.recordFailure(key);
+      passwordLimiter_.recordFailure(key);
       Error e = Error::forbidden("current_password: wrong password");
       e.field = "current_password";
       return e;

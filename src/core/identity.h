@@ -38,9 +38,17 @@ struct IdentityOptions {
   // How long a verified token is trusted without asking the store again; the
   // bound on how late a revocation made by another daemon takes effect.
   std::chrono::seconds tokenCacheTtl{5};
-  size_t accountFailures = 5;   // per login, per window
-  size_t addressFailures = 20;  // per client address, per window
+  // Login throttles (docs/control-plane.md): failures per login from one
+  // address (IPv6: one /64), and per address, within failureWindow; and per
+  // login from anywhere an exponential backoff (1 s doubling after
+  // accountBackoffFree failures, capped at accountBackoffCap), so that no one
+  // locks an account out for everyone. accountFailures also bounds wrong
+  // current passwords of a password change.
+  size_t accountFailures = 5;
+  size_t addressFailures = 20;
   std::chrono::seconds failureWindow{std::chrono::minutes(5)};
+  size_t accountBackoffFree = 20;
+  std::chrono::seconds accountBackoffCap{30};
   util::PasswordCost passwordCost;  // for new hashes; old ones keep theirs
   SteadyClock steadyClock;  // rate limits and the token cache; default steady_clock
   WallClock wallClock;      // expiry of tokens and sessions; default system_clock
@@ -190,8 +198,10 @@ class Identity {
 
   store::Store& store_;
   IdentityOptions opts_;
-  RateLimiter accountLimiter_;
-  RateLimiter addressLimiter_;
+  RateLimiter pairLimiter_;      // login + address key
+  RateLimiter addressLimiter_;   // address key
+  Backoff accountBackoff_;       // login, from anywhere
+  RateLimiter passwordLimiter_;  // wrong current passwords, per login
 
   std::mutex mu_;
   std::unordered_map<std::string, CachedToken> tokenCache_;  // by secret hash

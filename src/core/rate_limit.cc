@@ -1,7 +1,10 @@
 // See rate_limit.h.
 #include "core/rate_limit.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace corral::core {
 
@@ -54,6 +57,65 @@ void RateLimiter::recordFailure(const std::string& key) {
 void RateLimiter::reset(const std::string& key) {
   std::lock_guard lock(mu_);
   failures_.erase(key);
+}
+
+Backoff::Backoff(size_t free, std::chrono::seconds base, std::chrono::seconds cap, std::chrono::seconds forget,
+                 SteadyClock clock)
+    : free_(free), base_(base), cap_(cap), forget_(forget), clock_(std::move(clock)) {
+  if (!clock_) clock_ = [] { return std::chrono::steady_clock::now(); };
+}
+
+std::chrono::milliseconds Backoff::waitOf(const Entry& e) const {
+  if (e.failures < free_) return std::chrono::milliseconds(0);
+  const size_t k = std::min<size_t>(e.failures - free_, 30);  // 2^30 s is past any cap
+  return std::min<std::chrono::milliseconds>(base_ * (int64_t{1} << k), cap_);
+}
+
+int Backoff::retryAfterSeconds(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return 0;
+  const TimePoint now = clock_();
+  if (now - it->second.last >= forget_) {
+    entries_.erase(it);
+    return 0;
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.last + waitOf(it->second) - now);
+  return left.count() <= 0 ? 0 : static_cast<int>((left.count() + 999) / 1000);
+}
+
+void Backoff::recordFailure(const std::string& key) {
+  std::lock_guard lock(mu_);
+  const TimePoint now = clock_();
+  if (entries_.size() >= sweepAt_) {
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = now - it->second.last >= forget_ ? entries_.erase(it) : std::next(it);
+    sweepAt_ = std::max<size_t>(1024, entries_.size() * 2);
+  }
+  Entry& e = entries_[key];
+  if (e.failures > 0 && now - e.last >= forget_) e.failures = 0;
+  ++e.failures;
+  e.last = now;
+}
+
+void Backoff::reset(const std::string& key) {
+  std::lock_guard lock(mu_);
+  entries_.erase(key);
+}
+
+std::string addressThrottleKey(const std::string& address) {
+  in6_addr v6{};
+  if (address.find(':') == std::string::npos || ::inet_pton(AF_INET6, address.c_str(), &v6) != 1) return address;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(v6.s6_addr, kMapped, sizeof kMapped) == 0) {
+    char buf[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, v6.s6_addr + 12, buf, sizeof buf);
+    return buf;
+  }
+  std::memset(v6.s6_addr + 8, 0, 8);
+  char buf[INET6_ADDRSTRLEN];
+  ::inet_ntop(AF_INET6, &v6, buf, sizeof buf);
+  return std::string(buf) + "/64";
 }
 
 }  // namespace corral::core

@@ -171,6 +171,27 @@ TEST_F(AuthTest, ClientCertificateEmailWhenEnabled) {
   EXPECT_TRUE(auth(r));
 }
 
+// Proves the client address login throttles key on: behind a trusted proxy
+// the last X-Forwarded-For entry (the one that proxy added), set also for the
+// public login route; from anyone else the peer itself, whatever it claims.
+TEST_F(AuthTest, ClientAddressBehindATrustedProxyIsTheOneItAdded) {
+  AuthOptions opts;
+  opts.trustedProxies = {"10.0.0.5"};
+  auto auth = makeAuthenticator(*id_, opts);
+  Request r = tls("POST", "/api/v1/login");
+  r.headers["x-forwarded-for"] = "203.0.113.5, 2001:db8::7";
+  r.peerAddress = "10.0.0.5";
+  EXPECT_FALSE(auth(r));
+  EXPECT_EQ(r.clientAddress, "2001:db8::7");
+  r.peerAddress = "10.0.0.6";
+  EXPECT_FALSE(auth(r));
+  EXPECT_EQ(r.clientAddress, "10.0.0.6") << "an untrusted peer's header is ignored";
+  r.peerAddress = "10.0.0.5";
+  r.headers["x-forwarded-for"] = "203.0.113.5, not-an-address";
+  EXPECT_FALSE(auth(r));
+  EXPECT_EQ(r.clientAddress, "10.0.0.5") << "garbage falls back to the proxy itself";
+}
+
 TEST_F(AuthTest, ProxyHeaderOnlyFromTrustedAddresses) {
   AuthOptions opts;
   opts.trustedProxies = {"10.0.0.5"};

@@ -9,6 +9,7 @@
 
 #include <pwd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "support/temp_dir.h"
@@ -266,18 +267,52 @@ TEST_F(IdentityTest, UnknownUserAndWrongPasswordLookTheSame) {
   }
 }
 
-TEST_F(IdentityTest, AccountRateLimitAfterFiveFailures) {
+// Proves an attacker's failures lock the account from the attacker's address
+// only: the owner logs in from elsewhere at once.
+TEST_F(IdentityTest, AccountRateLimitAfterFiveFailuresHoldsForThatAddressOnly) {
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(codeOf(id_->login("alice", "wrong-password", "192.0.2.1")), ErrorCode::Unauthenticated);
     steady_ += 1s;
   }
-  // Even the right password, even from another address: the account is locked.
-  auto r = id_->login("alice", "alice-password", "198.51.100.7");
+  auto r = id_->login("alice", "alice-password", "192.0.2.1");
   ASSERT_EQ(codeOf(r), ErrorCode::RateLimited);
   EXPECT_EQ(r.error().retryAfterSeconds, 300 - 5);
+  EXPECT_TRUE(id_->login("alice", "alice-password", "198.51.100.7").ok()) << "the owner, elsewhere";
   EXPECT_TRUE(id_->login("bob", "bob-password", "192.0.2.1").ok());  // others are not
   steady_ += 295s;
   EXPECT_TRUE(id_->login("alice", "alice-password", "192.0.2.1").ok());
+}
+
+// Proves guessing one account from many addresses meets an exponential
+// backoff (1 s, 2 s, 4 s ... after 20 failures) that is capped, never a lock.
+TEST_F(IdentityTest, DistributedGuessingOfOneAccountBacksOffWithACap) {
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(codeOf(id_->login("alice", "guess", fmt::format("198.51.100.{}", i))), ErrorCode::Unauthenticated);
+  std::vector<int> waits;
+  for (int i = 0; i < 8; ++i) {
+    auto r = id_->login("alice", "alice-password", "192.0.2.50");
+    ASSERT_EQ(codeOf(r), ErrorCode::RateLimited) << i;
+    waits.push_back(r.error().retryAfterSeconds);
+    steady_ += std::chrono::seconds(r.error().retryAfterSeconds);
+    EXPECT_EQ(codeOf(id_->login("alice", "guess", fmt::format("203.0.113.{}", i))), ErrorCode::Unauthenticated);
+  }
+  EXPECT_EQ(waits, (std::vector<int>{1, 2, 4, 8, 16, 30, 30, 30}));
+  steady_ += 30s;
+  EXPECT_TRUE(id_->login("alice", "alice-password", "192.0.2.50").ok()) << "the wait over, the owner is in";
+}
+
+// Proves one IPv6 client cannot escape the address limit by changing the low
+// 64 bits of its address, and that an IPv4-mapped address counts as IPv4.
+TEST_F(IdentityTest, Ipv6AddressesAreThrottledByTheirSlash64) {
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(codeOf(id_->login("user" + std::to_string(i / 4), "guess", fmt::format("2001:db8:1:2::{:x}", i + 1))),
+              ErrorCode::Unauthenticated);
+  EXPECT_EQ(codeOf(id_->login("bob", "bob-password", "2001:db8:1:2:ffff::1")), ErrorCode::RateLimited);
+  EXPECT_TRUE(id_->login("bob", "bob-password", "2001:db8:1:3::1").ok()) << "another /64";
+  EXPECT_EQ(addressThrottleKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(addressThrottleKey("::ffff:192.0.2.9"), "192.0.2.9");
+  EXPECT_EQ(addressThrottleKey("192.0.2.9"), "192.0.2.9");
+  EXPECT_EQ(addressThrottleKey("unix:1000"), "unix:1000");
 }
 
 TEST_F(IdentityTest, SuccessResetsTheAccountCount) {
