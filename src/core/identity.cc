@@ -144,6 +144,27 @@ std::optional<std::chrono::system_clock::time_point> parseRfc3339(const std::str
   return std::chrono::system_clock::from_time_t(t - offset);
 }
 
+std::optional<LocalAccount> lookupLocalAccount(uid_t uid) {
+  long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  int rc;
+  while ((rc = getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (1u << 20))
+    buf.resize(buf.size() * 2);
+  if (rc != 0 || !found) return std::nullopt;
+  return LocalAccount{found->pw_name, found->pw_uid, found->pw_shell ? found->pw_shell : ""};
+}
+
+bool isSystemAccount(const LocalAccount& a) {
+  constexpr uid_t kFirstPersonUid = 1000;  // Debian's UID_MIN
+  constexpr uid_t kNobody = 65534;
+  auto endsWith = [&](std::string_view tail) {
+    return a.shell.size() >= tail.size() && a.shell.compare(a.shell.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  return a.uid < kFirstPersonUid || a.uid == kNobody || endsWith("/nologin") || endsWith("/false");
+}
+
 Identity::Identity(store::Store& store, IdentityOptions opts)
     : store_(store),
       opts_(std::move(opts)),
@@ -153,6 +174,7 @@ Identity::Identity(store::Store& store, IdentityOptions opts)
                       opts_.steadyClock),
       passwordLimiter_(opts_.accountFailures, opts_.failureWindow, opts_.steadyClock) {
   if (!opts_.steadyClock) opts_.steadyClock = [] { return std::chrono::steady_clock::now(); };
+  if (!opts_.localAccount) opts_.localAccount = lookupLocalAccount;
   if (!opts_.wallClock) opts_.wallClock = [] { return std::chrono::system_clock::now(); };
 }
 
@@ -184,15 +206,12 @@ Result<Principal> Identity::fromUnixPeer(uid_t uid) {
     return p;
   }
   if (uid == static_cast<uid_t>(-1)) return Error::unauthenticated("the unix peer's uid is unknown");
-  long size = sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  int rc;
-  while ((rc = getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (1u << 20))
-    buf.resize(buf.size() * 2);
-  if (rc != 0 || !found) return Error::unauthenticated(fmt::format("uid {} has no local account", uid));
-  std::string login = found->pw_name;
+  auto account = opts_.localAccount(uid);
+  if (!account) return Error::unauthenticated(fmt::format("uid {} has no local account", uid));
+  const std::string& login = account->login;
+  if (isSystemAccount(*account))
+    return Error::unauthenticated(
+        fmt::format("local account '{}' (uid {}) is a system account: it cannot act through corral", login, uid));
   auto user = CORRAL_TRY(store_.findUser(login));
   if (!user) return Error::unauthenticated(fmt::format("no corral user for local account '{}' (uid {})", login, uid));
   return principalOf(*user, "unix");
@@ -381,6 +400,8 @@ Result<store::UserRecord> Identity::visibleUser(const Principal& caller, const s
 Result<store::UserRecord> Identity::createUser(const Principal& caller, const NewUser& u) {
   if (!caller.admin) return Error::forbidden("only an admin may create users");
   CORRAL_TRY(util::validateLogin("login", u.login));
+  if (u.login == "root")
+    return Error::invalidInput("login", u.login, "is the host's administrator, admin through the unix socket already");
   if (!u.email.empty()) CORRAL_TRY(util::validateEmail("email", u.email));
   CORRAL_TRY(validateText("display_name", u.displayName, kMaxDisplayName));
   if (!u.password.empty()) CORRAL_TRY(validatePassword("password", u.password));

@@ -33,6 +33,19 @@ namespace corral::core {
 
 using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
+// A local account of this host, as the unix-socket peer's uid names it.
+struct LocalAccount {
+  std::string login;
+  uid_t uid = 0;
+  std::string shell;
+};
+// The host's account database (getpwuid_r): nullopt when the uid has none.
+std::optional<LocalAccount> lookupLocalAccount(uid_t uid);
+// Whether an account is a system one (uid below 1000, Debian's UID_MIN;
+// nobody; a nologin or false shell): a daemon's, never a person's, so never a
+// corral user through the unix socket (dnsmasq runs as one).
+bool isSystemAccount(const LocalAccount& a);
+
 struct IdentityOptions {
   std::chrono::seconds sessionLifetime{std::chrono::hours(12)};
   // How long a verified token is trusted without asking the store again; the
@@ -50,6 +63,8 @@ struct IdentityOptions {
   size_t accountBackoffFree = 20;
   std::chrono::seconds accountBackoffCap{30};
   util::PasswordCost passwordCost;  // for new hashes; old ones keep theirs
+  // The host's accounts for unix-socket peers; tests may replace it (null: lookupLocalAccount).
+  std::function<std::optional<LocalAccount>(uid_t)> localAccount;
   SteadyClock steadyClock;  // rate limits and the token cache; default steady_clock
   WallClock wallClock;      // expiry of tokens and sessions; default system_clock
 };

@@ -78,20 +78,46 @@ TEST_F(IdentityTest, UnixRootIsAdminWithoutARow) {
   EXPECT_FALSE(*store_->findUser("root"));
 }
 
+// Proves a person's local account maps to the corral user of its login (the
+// account database is replaced: a unit test adds no account to the host).
 TEST_F(IdentityTest, UnixUidMapsToTheUserOfItsLogin) {
-  struct passwd* pw = getpwnam("nobody");
-  ASSERT_NE(pw, nullptr) << "this test needs the 'nobody' account";
-  uid_t uid = pw->pw_uid;
-  auto before = id_->fromUnixPeer(uid);
+  IdentityOptions opts;
+  opts.localAccount = [](uid_t uid) -> std::optional<LocalAccount> {
+    if (uid == 4242) return LocalAccount{"carol", 4242, "/bin/bash"};
+    return std::nullopt;
+  };
+  Identity id(*store_, opts);
+  auto before = id.fromUnixPeer(4242);
   ASSERT_EQ(codeOf(before), ErrorCode::Unauthenticated);
-  EXPECT_NE(before.error().message.find("'nobody'"), std::string::npos) << before.error().message;
-
-  addUser("nobody", "");
-  auto p = id_->fromUnixPeer(uid);
+  EXPECT_NE(before.error().message.find("'carol'"), std::string::npos) << before.error().message;
+  addUser("carol", "");
+  auto p = id.fromUnixPeer(4242);
   ASSERT_TRUE(p.ok()) << p.error().describe();
-  EXPECT_EQ(p->login, "nobody");
+  EXPECT_EQ(p->login, "carol");
   EXPECT_FALSE(p->admin);
   EXPECT_EQ(p->via, "unix");
+}
+
+// Proves system accounts (the real `nobody`, and by rule: low uids, nologin
+// shells) never act through the socket even when a corral user has their
+// login, and that no corral user can be called root.
+TEST_F(IdentityTest, SystemAccountsAndRootNeverBecomeCorralUsersOnTheSocket) {
+  struct passwd* pw = getpwnam("nobody");
+  ASSERT_NE(pw, nullptr) << "this test needs the 'nobody' account";
+  addUser("nobody", "");
+  auto nobody = id_->fromUnixPeer(pw->pw_uid);
+  ASSERT_EQ(codeOf(nobody), ErrorCode::Unauthenticated);
+  EXPECT_NE(nobody.error().message.find("system account"), std::string::npos) << nobody.error().message;
+  EXPECT_TRUE(isSystemAccount({"dnsmasq", 105, "/usr/sbin/nologin"}));
+  EXPECT_TRUE(isSystemAccount({"svc", 2000, "/usr/sbin/nologin"}));
+  EXPECT_TRUE(isSystemAccount({"old", 2001, "/bin/false"}));
+  EXPECT_TRUE(isSystemAccount({"daemon", 1, "/bin/sh"}));
+  EXPECT_FALSE(isSystemAccount({"carol", 1000, "/bin/bash"}));
+  NewUser root;
+  root.login = "root";
+  auto refused = id_->createUser(root_, root);
+  ASSERT_EQ(codeOf(refused), ErrorCode::InvalidInput);
+  EXPECT_EQ(refused.error().field, "login");
 }
 
 TEST_F(IdentityTest, UnixUidWithoutAccountIsUnauthenticated) {
