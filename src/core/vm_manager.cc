@@ -764,6 +764,11 @@ void VmManager::handleExit(Entry& e, const std::string& name, const qemu::ExitIn
 }
 
 Result<void> VmManager::reconcile() {
+  // Passphrase files a start left when the daemon died mid-launch: a running
+  // QEMU read its keys long ago, and no start runs yet, so none is needed.
+  std::error_code ec;
+  for (const auto& d : fs::directory_iterator(dir_.runDir(), ec))
+    if (d.is_directory(ec)) Storage::removeSecretFiles(d.path());
   auto vms = CORRAL_TRY(store_.listVms());
   for (const auto& vm : vms) {
     auto state = parseVmState(vm.state).value_or(VmState::Stopped);

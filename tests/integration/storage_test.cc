@@ -156,6 +156,15 @@ TEST_F(StorageTest, EncryptedDiskKeepsDataHidesItAndKeepsKeysOffArgv) {
   ASSERT_TRUE(logHas("secret", "CORRAL-PATTERN-FOUND")) << h_.cli({"vm", "log", "secret"}).out;
   stop("secret");
 
+  // A daemon that died in the middle of a start left a passphrase file behind:
+  // the next start of corrald removes it.
+  h_.killDaemon();
+  fs::create_directories(runDir);
+  std::ofstream(runDir / "disk0.key") << "left-behind-passphrase";
+  ASSERT_TRUE(fs::exists(runDir / "disk0.key"));
+  h_.startDaemon();
+  EXPECT_FALSE(fs::exists(runDir / "disk0.key")) << "a leftover passphrase file survived a daemon start";
+
   // Deleting the VM deletes its disks.
   ASSERT_EQ(api().request("DELETE", "/api/v1/vms/secret").status, 204);
   EXPECT_FALSE(fs::exists(sd[0].value("path", "")));
