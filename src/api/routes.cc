@@ -246,9 +246,14 @@ void addAllRoutes(Router& router, const Services& s) {
   addDiagRoutes(router, s.report);
   addMetricsRoutes(router, s.metrics);
   core::VmManager& vms = s.vms;
-  addOperationRoutes(router, s.ops, s.events, [&vms](const core::Principal& who, const std::string& name) {
-    return vms.get(who, name).ok();
-  });
+  addOperationRoutes(
+      router, s.ops, s.events,
+      [&vms](const core::Principal& who, const std::string& name) { return vms.get(who, name).ok(); },
+      [&vms](const core::Principal& who) -> Result<std::vector<std::string>> {
+        std::vector<std::string> names;
+        for (const auto& vm : CORRAL_TRY(vms.list(who))) names.push_back(vm.name);
+        return names;
+      });
 }
 
 }  // namespace corral::api

@@ -13,13 +13,9 @@ namespace corral::api {
 namespace {
 
 using nlohmann::json;
-using CanSeeVm = std::function<bool(const core::Principal&, const std::string&)>;
 
 constexpr size_t kDefaultLimit = 100;
 constexpr size_t kMaxLimit = 1000;
-// A non-admin's list is filtered after reading: read this many of the newest
-// rows, so that another user's busy hour does not hide one's own operations.
-constexpr size_t kScanRows = 5000;
 constexpr int64_t kDefaultWaitSeconds = 60;
 constexpr int64_t kMaxWaitSeconds = 600;  // accepted, for older clients...
 constexpr int64_t kWaitCapSeconds = 60;   // ...but no wait lasts longer than this
@@ -74,20 +70,23 @@ Result<store::OperationRecord> visibleOp(core::Operations& ops, const CanSeeVm& 
   return op;
 }
 
-Response listOps(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& req) {
+Response listOps(core::Operations& ops, const VisibleVms& visibleVms, const Request& req) {
   auto p = principalOf(req);
   if (!p.ok()) return Response::error(p.error());
   auto limit = queryInt(req, "limit", kDefaultLimit, 1, kMaxLimit);
   if (!limit.ok()) return Response::error(limit.error());
   const auto& principal = **p;
-  auto rows = ops.list(principal.admin ? size_t(*limit) : kScanRows);
-  if (!rows.ok()) return Response::error(rows.error());
-  Visibility visible(principal, canSeeVm);
-  json out = json::array();
-  for (const auto& op : *rows) {
-    if (out.size() >= size_t(*limit)) break;
-    if (visible(op)) out.push_back(toJson(op));
+  Result<std::vector<store::OperationRecord>> rows = Error::internal("unset");
+  if (principal.admin) {
+    rows = ops.list(size_t(*limit));
+  } else {
+    auto vms = visibleVms(principal);
+    if (!vms.ok()) return Response::error(vms.error());
+    rows = ops.listFor(principal.login, *vms, size_t(*limit));
   }
+  if (!rows.ok()) return Response::error(rows.error());
+  json out = json::array();
+  for (const auto& op : *rows) out.push_back(toJson(op));
   return Response::json(200, {{"operations", std::move(out)}});
 }
 
@@ -156,9 +155,11 @@ json toJson(const store::OperationRecord& op) {
               {"updated_at", op.updatedAt}};
 }
 
-void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus, CanSeeVm canSeeVm) {
+void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus, CanSeeVm canSeeVm,
+                        VisibleVms visibleVms) {
   auto see = std::make_shared<const CanSeeVm>(std::move(canSeeVm));
-  router.add("GET", "/api/v1/operations", [&ops, see](const Request& req) { return listOps(ops, *see, req); });
+  auto vms = std::make_shared<const VisibleVms>(std::move(visibleVms));
+  router.add("GET", "/api/v1/operations", [&ops, vms](const Request& req) { return listOps(ops, *vms, req); });
   router.add("GET", "/api/v1/operations/{id}", [&ops, see](const Request& req) {
     auto op = visibleOp(ops, *see, req);
     return op.ok() ? Response::json(200, toJson(*op)) : Response::error(op.error());

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,10 +25,14 @@ namespace corral::api {
 nlohmann::json toJson(const store::OperationRecord& op);
 
 // canSeeVm: whether the principal may see the VM of that name now (it may hit
-// the store; it is called at most once per distinct target per request). ops,
-// bus and canSeeVm must outlive the router. Every route needs a principal
-// (Request::principal); without one it answers 401.
-void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus,
-                        std::function<bool(const core::Principal&, const std::string& vmName)> canSeeVm);
+// the store; it is called at most once per distinct target per request), for
+// one operation; visibleVms: the names of every VM the principal may see, for a
+// non-admin's list (one indexed query, however many operations others have).
+// ops, bus and both functions must outlive the router. Every route needs a
+// principal (Request::principal); without one it answers 401.
+using CanSeeVm = std::function<bool(const core::Principal&, const std::string& vmName)>;
+using VisibleVms = std::function<Result<std::vector<std::string>>(const core::Principal&)>;
+void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus, CanSeeVm canSeeVm,
+                        VisibleVms visibleVms);
 
 }  // namespace corral::api

@@ -13,6 +13,7 @@
 
 #include "util/error_json.h"
 #include "util/logging.h"
+#include "util/report.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -39,6 +40,7 @@ constexpr int kProgressStep = 5;
 // How often wait() reads the store for an operation another process runs.
 constexpr auto kPollInterval = std::chrono::milliseconds(200);
 constexpr int kIdAttempts = 4;
+constexpr auto kPruneInterval = std::chrono::hours(1);
 
 bool ended(const store::OperationRecord& op) { return op.state == "succeeded" || op.state == "failed"; }
 
@@ -101,6 +103,8 @@ struct Operations::Impl {
   std::map<std::string, size_t> waitsOf;  // who -> open waits
   bool stopping = false;
   bool stoppingWaits = false;
+  std::chrono::hours keep{0};          // ended operations older than this go; 0: kept
+  Clock::time_point nextPrune = Clock::time_point::max();
   std::vector<std::thread> workers;
   std::thread waiterThread;
 
@@ -177,12 +181,34 @@ struct Operations::Impl {
     return std::move(**found);
   }
 
-  // Ends waits at their deadline, and polls the store for those on operations
-  // another process runs (they end without this process hearing of it).
+  // Without mu: deletes the ended operations older than keep.
+  Result<int64_t> prune() {
+    std::chrono::hours k;
+    {
+      std::lock_guard lock(mu);
+      k = keep;
+    }
+    const auto cutoff = std::chrono::system_clock::now() - k;
+    auto n = store.deleteOperationsEndedBefore(util::formatRfc3339(std::chrono::system_clock::to_time_t(cutoff)));
+    if (n.ok() && *n > 0) spdlog::info("operations: pruned {} ended more than {} h ago", *n, k.count());
+    if (!n.ok()) spdlog::warn("operations: cannot prune: {}", n.error().describe());
+    return n;
+  }
+
+  // Ends waits at their deadline, polls the store for those on operations
+  // another process runs (they end without this process hearing of it), and
+  // prunes old operations hourly.
   void waiterLoop() {
     std::unique_lock lock(mu);
     while (!stoppingWaits) {
-      Clock::time_point wake = Clock::time_point::max();
+      if (keep.count() > 0 && Clock::now() >= nextPrune) {
+        nextPrune = Clock::now() + kPruneInterval;
+        lock.unlock();
+        (void)prune();
+        lock.lock();
+        continue;
+      }
+      Clock::time_point wake = keep.count() > 0 ? nextPrune : Clock::time_point::max();
       bool foreign = false;
       for (const auto& w : waiters) {
         wake = std::min(wake, w.deadline);
@@ -399,6 +425,22 @@ Result<store::OperationRecord> Operations::wait(const std::string& id, std::chro
 }
 
 Result<std::vector<store::OperationRecord>> Operations::list(size_t limit) { return impl_->store.listOperations(limit); }
+
+Result<std::vector<store::OperationRecord>> Operations::listFor(const std::string& requester,
+                                                                const std::vector<std::string>& vmTargets,
+                                                                size_t limit) {
+  return impl_->store.listOperationsFor(requester, vmTargets, limit);
+}
+
+Result<int64_t> Operations::keepEndedFor(std::chrono::hours keep) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->keep = keep;
+    impl_->nextPrune = Clock::now() + kPruneInterval;
+  }
+  impl_->waiterCv.notify_one();
+  return keep.count() > 0 ? impl_->prune() : Result<int64_t>(int64_t{0});
+}
 
 size_t Operations::inFlight() const {
   std::lock_guard lock(impl_->mu);

@@ -79,6 +79,12 @@ class Operations {
   // For corral's own callers and tests; the API uses waitAsync.
   Result<store::OperationRecord> wait(const std::string& id, std::chrono::milliseconds timeout);
   Result<std::vector<store::OperationRecord>> list(size_t limit);
+  // One caller's operations: requested by them, or vm.* ones on vmTargets.
+  Result<std::vector<store::OperationRecord>> listFor(const std::string& requester,
+                                                      const std::vector<std::string>& vmTargets, size_t limit);
+  // Ended operations last updated more than keep ago go (from this call on, also
+  // hourly, on the waiter thread); 0 keeps them forever. Returns how many went now.
+  Result<int64_t> keepEndedFor(std::chrono::hours keep);
   size_t inFlight() const;  // pending + running, for reports and metrics
   // For metrics: this process's operations now pending or running, by (kind,
   // state); and those ended since it started, by (kind, state "succeeded" or

@@ -69,6 +69,7 @@ Result<void> loadConfigFile(const std::string& path, Config& cfg) {
     else if (k == "log_level") CORRAL_TRY(read(v, k, cfg.logLevel));
     else if (k == "log_format") CORRAL_TRY(read(v, k, cfg.logFormat));
     else if (k == "reports_keep") CORRAL_TRY(read(v, k, cfg.reportsKeep));
+    else if (k == "operations_keep_days") CORRAL_TRY(read(v, k, cfg.operationsKeepDays));
     else if (k == "stop_timeout") CORRAL_TRY(read(v, k, cfg.stopTimeoutSeconds));
     else if (k == "max_stop_timeout") CORRAL_TRY(read(v, k, cfg.maxStopTimeoutSeconds));
     else if (k == "api_threads") CORRAL_TRY(read(v, k, cfg.apiThreads));
@@ -148,6 +149,7 @@ nlohmann::json toJson(const Config& c) {
       {"console_history_bytes", c.consoleHistoryBytes},
       {"console_token_key", "<state_dir>/keys/console.key"},
       {"reports_keep", c.reportsKeep},
+      {"operations_keep_days", c.operationsKeepDays},
   };
 }
 

@@ -67,6 +67,8 @@ struct Config {
   // Guru Meditation Reports (SIGUSR1, `corral admin report`, every 500) kept
   // under <state>/reports/; older ones are deleted.
   unsigned reportsKeep = 50;
+  // Ended operations are deleted this many days after they ended (0: kept).
+  unsigned operationsKeepDays = 30;
 };
 
 // Reads the JSON file at path into cfg. Keys are the flags' names with '_' for

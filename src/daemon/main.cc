@@ -149,6 +149,7 @@ int run(const Config& cfg) {
       return 1;
     }
     core::Operations ops(**store, cfg.operationThreads);
+    (void)ops.keepEndedFor(std::chrono::hours(24) * cfg.operationsKeepDays);
     core::Images images(**store, vms.storage(), ops);
     if (auto r = images.dropUnfinished(); !r.ok()) spdlog::error("images: {}", r.error().message);
     // Bridges, dnsmasq and masquerade before any guest starts (reconcile may restart some).

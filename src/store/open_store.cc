@@ -7,6 +7,8 @@
 #include "store/store.h"
 #include "store/store_sql.h"
 
+#include "util/report.h"
+
 namespace corral::store {
 
 Result<std::unique_ptr<Store>> openStore(const std::string& db) {
@@ -18,12 +20,7 @@ Result<std::unique_ptr<Store>> openStore(const std::string& db) {
 }
 
 std::string nowRfc3339() {
-  std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return util::formatRfc3339(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()));
 }
 
 namespace sql {

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "store/migrations.h"
@@ -687,6 +688,30 @@ class PostgresStore final : public Store {
     std::vector<OperationRecord> out;
     for (int i = 0; i < r.size(); ++i) out.push_back(sql::readOperation(r[i]));
     return out;
+  }
+
+  Result<std::vector<OperationRecord>> listOperationsFor(const std::string& requester,
+                                                         const std::vector<std::string>& vmTargets,
+                                                         size_t limit) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    auto r = CORRAL_TRY(lease->exec(
+        fmt::format("SELECT {} FROM operations WHERE requester = ? OR (kind LIKE 'vm.%' AND "
+                    "target IN (SELECT json_array_elements_text(?::json))) "
+                    "ORDER BY created_at DESC, seq DESC LIMIT ?",
+                    sql::kOperationColumns),
+        {requester, nlohmann::json(vmTargets).dump(), static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX))},
+        "list operations"));
+    std::vector<OperationRecord> out;
+    for (int i = 0; i < r.size(); ++i) out.push_back(sql::readOperation(r[i]));
+    return out;
+  }
+
+  Result<int64_t> deleteOperationsEndedBefore(const std::string& cutoff) override {
+    auto lease = CORRAL_TRY(pool_.acquire());
+    auto r = CORRAL_TRY(lease->exec(
+        "DELETE FROM operations WHERE state IN ('succeeded', 'failed') AND updated_at < ?", {cutoff},
+        "prune operations"));
+    return r.affected();
   }
 
   Result<int64_t> failUnfinishedOperations(const std::string& reason) override {

@@ -21,6 +21,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "store/sqlite_support.h"
 #include "store/store.h"
@@ -759,6 +760,36 @@ class SqliteStore final : public Store {
       return out;
     } catch (const SQLite::Exception& e) {
       return dbError(e, "list operations");
+    }
+  }
+
+  Result<std::vector<OperationRecord>> listOperationsFor(const std::string& requester,
+                                                         const std::vector<std::string>& vmTargets,
+                                                         size_t limit) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, fmt::format("SELECT {} FROM operations WHERE requester = ? OR (kind LIKE 'vm.%' AND "
+                                           "target IN (SELECT value FROM json_each(?))) "
+                                           "ORDER BY created_at DESC, seq DESC LIMIT ?",
+                                           sql::kOperationColumns));
+      bindAll(q, requester, nlohmann::json(vmTargets).dump(),
+              static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+      std::vector<OperationRecord> out;
+      while (q.executeStep()) out.push_back(sql::readOperation(Row{q}));
+      return out;
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "list operations");
+    }
+  }
+
+  Result<int64_t> deleteOperationsEndedBefore(const std::string& cutoff) override {
+    std::lock_guard lock(mu_);
+    try {
+      SQLite::Statement q(db_, "DELETE FROM operations WHERE state IN ('succeeded', 'failed') AND updated_at < ?");
+      bindAll(q, cutoff);
+      return static_cast<int64_t>(q.exec());
+    } catch (const SQLite::Exception& e) {
+      return dbError(e, "prune operations");
     }
   }
 

@@ -327,6 +327,14 @@ class Store {
   virtual Result<void> updateOperation(const OperationRecord& op) = 0;
   virtual Result<std::optional<OperationRecord>> findOperation(const std::string& id) = 0;
   virtual Result<std::vector<OperationRecord>> listOperations(size_t limit) = 0;
+  // One caller's list, by index: the operations `requester` asked for, and the
+  // vm.* ones whose target is one of vmTargets (the VMs the caller may see).
+  virtual Result<std::vector<OperationRecord>> listOperationsFor(const std::string& requester,
+                                                                 const std::vector<std::string>& vmTargets,
+                                                                 size_t limit) = 0;
+  // Deletes ended (succeeded or failed) operations last updated before `cutoff`
+  // (RFC 3339); returns how many.
+  virtual Result<int64_t> deleteOperationsEndedBefore(const std::string& cutoff) = 0;
   // At daemon start: operations left pending/running by a previous daemon become
   // failed with this reason; returns how many.
   virtual Result<int64_t> failUnfinishedOperations(const std::string& reason) = 0;

@@ -458,6 +458,28 @@ TEST_F(OperationsTest, WaitAsyncAnswersLaterAndBoundsOpenWaitsPerWaiter) {
   EXPECT_EQ(answers, std::vector<std::string>{"succeeded"});
 }
 
+// Proves the retention: ended operations older than the kept days go at once
+// (and hourly after), recent and unfinished ones stay; 0 keeps everything.
+TEST_F(OperationsTest, EndedOperationsOlderThanTheRetentionArePruned) {
+  Operations ops(*store_, 1);
+  auto row = [](std::string id, std::string state, std::string updated) {
+    return OperationRecord{.id = id, .kind = "vm.start", .target = "web1", .requester = "alice", .state = state,
+                           .createdAt = updated, .updatedAt = updated};
+  };
+  ASSERT_TRUE(store_->insertOperation(row("00000000000000d1", "succeeded", "2020-01-01T00:00:00Z")).ok());
+  ASSERT_TRUE(store_->insertOperation(row("00000000000000d2", "running", "2020-01-01T00:00:00Z")).ok());
+  ASSERT_TRUE(store_->insertOperation(row("00000000000000d3", "failed", store::nowRfc3339())).ok());
+  auto none = ops.keepEndedFor(std::chrono::hours(0));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+  auto pruned = ops.keepEndedFor(std::chrono::hours(24 * 30));
+  ASSERT_TRUE(pruned.ok()) << pruned.error().describe();
+  EXPECT_EQ(*pruned, 1);
+  EXPECT_EQ(ops.get("00000000000000d1").error().code, ErrorCode::NotFound);
+  EXPECT_TRUE(ops.get("00000000000000d2").ok());
+  EXPECT_TRUE(ops.get("00000000000000d3").ok());
+}
+
 TEST_F(OperationsTest, DestructorFinishesQueuedAndRunningWork) {
   std::vector<std::string> ids;
   std::atomic<int> ran{0};

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/migrations.h"
@@ -657,6 +658,42 @@ TEST_P(StoreTest, SessionsAreFoundDeletedAndExpired) {
 }
 
 // ---- operations
+
+// Proves one caller's list (own requests, vm.* operations on the VMs given,
+// nothing else, newest first, limited) and the pruning of ended operations by
+// age (unfinished ones stay whatever their age).
+TEST_P(StoreTest, OperationsListedPerCallerAndPrunedByAge) {
+  int n = 0;
+  auto add = [&](std::string kind, std::string target, std::string requester, std::string state,
+                 std::string updated) {
+    OperationRecord op{.id = fmt::format("{:016x}", ++n), .kind = kind, .target = target, .requester = requester,
+                       .state = state, .createdAt = fmt::format("2026-01-01T00:00:{:02}Z", n), .updatedAt = updated};
+    EXPECT_TRUE(store_->insertOperation(op).ok());
+    return op.id;
+  };
+  auto own = add("image.import", "img", "alice", "succeeded", "2026-01-01T00:00:00Z");
+  auto onWeb = add("vm.stop", "web", "bob", "succeeded", "2026-03-01T00:00:00Z");
+  add("vm.stop", "db", "bob", "running", "2025-01-01T00:00:00Z");
+  add("image.import", "web", "bob", "failed", "2026-03-01T00:00:00Z");
+  auto onWeb2 = add("vm.start", "web", "carol", "pending", "2026-03-01T00:00:00Z");
+
+  auto ids = [](const Result<std::vector<OperationRecord>>& r) {
+    std::vector<std::string> out;
+    if (r.ok())
+      for (const auto& op : *r) out.push_back(op.id);
+    return out;
+  };
+  EXPECT_EQ(ids(store_->listOperationsFor("alice", {"web", "other"}, 10)), (std::vector<std::string>{onWeb2, onWeb, own}));
+  EXPECT_EQ(ids(store_->listOperationsFor("alice", {"web"}, 2)), (std::vector<std::string>{onWeb2, onWeb}));
+  EXPECT_EQ(ids(store_->listOperationsFor("alice", {}, 10)), (std::vector<std::string>{own}));
+  EXPECT_TRUE(ids(store_->listOperationsFor("dave", {}, 10)).empty());
+
+  auto pruned = store_->deleteOperationsEndedBefore("2026-02-01T00:00:00Z");
+  ASSERT_TRUE(pruned.ok()) << pruned.error().describe();
+  EXPECT_EQ(*pruned, 1) << "only the ended one older than the cutoff";
+  EXPECT_FALSE(store_->findOperation(own)->has_value());
+  EXPECT_EQ(store_->listOperations(100)->size(), 4u) << "the old running one stays";
+}
 
 TEST_P(StoreTest, OperationsRoundTripListNewestFirstAndFailUnfinished) {
   auto op = [](std::string id, std::string state) {
