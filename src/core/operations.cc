@@ -297,11 +297,6 @@ struct Operations::Impl {
       write(*t);
     }
     spdlog::info("operation {} op={} target={}: {}", t->record.kind, id, t->record.target, t->record.state);
-    std::pair<std::string, std::string> outcome;
-    {
-      std::lock_guard lock(t->mu);
-      outcome = {t->record.kind, t->record.state};
-    }
     store::OperationRecord final;
     {
       std::lock_guard lock(t->mu);
@@ -311,7 +306,7 @@ struct Operations::Impl {
     {
       std::lock_guard lock(mu);
       live.erase(id);
-      ++finished[outcome];
+      ++finished[{final.kind, final.state}];
       ws = takeWaiters(&id, {});
     }
     answer(ws, final);
