@@ -393,12 +393,13 @@ TEST_P(StoreTest, SshKeysArePerUserAndGoWithTheUser) {
 // ---- schema and races
 
 // Both dialects are at the networking migration.
-TEST_P(StoreTest, SchemaVersionIsFive) {
+// The newest migration is 0006 (the operation list indexes): a new store is at it.
+TEST_P(StoreTest, SchemaVersionIsSix) {
   auto v = store_->schemaVersion();
   ASSERT_TRUE(v.ok()) << v.error().describe();
-  EXPECT_EQ(*v, 5);
-  EXPECT_EQ(dialectMigrations().back().version, 5);
-  EXPECT_EQ(dialectMigrations().back().name, "0005_networking");
+  EXPECT_EQ(*v, 6);
+  EXPECT_EQ(dialectMigrations().back().version, 6);
+  EXPECT_EQ(dialectMigrations().back().name, "0006_operation_lists");
 }
 
 // Sixteen writers racing for the last address of a network, each for its own
