@@ -33,6 +33,15 @@ inline bool canAccess(const Principal& p, const store::VmRecord& vm) {
   return vm.owner == p.login;
 }
 
+// The caller owns vm: an admin, the owning user, or a member of the owning
+// group. Owners delete a VM and give it (owner, administrator) away; its
+// administrator only operates it.
+inline bool ownsVm(const Principal& p, const store::VmRecord& vm) {
+  if (p.admin) return true;
+  if (vm.ownerKind == "group") return p.inGroup(vm.owner);
+  return vm.owner == p.login;
+}
+
 // Images: public ones (no owner) are everyone's; a private one is its owning
 // user's or its owning group's members'; admins see all.
 inline bool canSeeImage(const Principal& p, const store::ImageRecord& img) {

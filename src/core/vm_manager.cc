@@ -477,7 +477,9 @@ Result<store::VmRecord> VmManager::resume(const Principal& who, const std::strin
 }
 
 Result<void> VmManager::remove(const Principal& who, const std::string& name) {
-  CORRAL_TRY(visible(who, name));
+  if (!ownsVm(who, CORRAL_TRY(visible(who, name))))
+    return Error::forbidden(fmt::format("only VM {}'s owner or an admin may delete it; its administrator operates it",
+                                        name));
   auto e = entry(name);
   {
     std::lock_guard lock(e->mu);
@@ -526,6 +528,15 @@ Result<store::VmRecord> VmManager::modify(const Principal& who, const std::strin
     CORRAL_TRY(util::validateVmName("name", *req.name));
     if (!stopped) return needsStopped("name", *req.name, "a rename");
     after.name = *req.name;
+  }
+  const bool givesAway = (req.owner && *req.owner != before.owner) ||
+                         (req.administrator && *req.administrator != before.administrator);
+  if (givesAway && !ownsVm(who, before)) {
+    Error refused = Error::forbidden(fmt::format(
+        "{}: only VM {}'s owner or an admin may change who owns or administers it", req.owner ? "owner" : "administrator",
+        before.name));
+    refused.field = req.owner ? "owner" : "administrator";
+    return refused;
   }
   if (req.owner) std::tie(after.ownerKind, after.owner) = CORRAL_TRY(resolveOwner(who, *req.owner));
   if (req.administrator) {

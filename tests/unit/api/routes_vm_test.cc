@@ -134,9 +134,19 @@ TEST_F(VmRoutes, VisibilityFollowsOwnerGroupAdministratorAndAdmin) {
       EXPECT_EQ(call(c.who, "DELETE", "/api/v1/vms/" + c.vm).status, 404);
     }
   }
-  // The administrator sees the VM without owning it.
+  // The administrator sees and operates the VM without owning it: it may not
+  // take the VM, hand it on, or delete it.
   ASSERT_EQ(call("alice", "PATCH", "/api/v1/vms/alicevm", R"({"administrator":"carol"})").status, 200);
   EXPECT_EQ(call("carol", "GET", "/api/v1/vms/alicevm").status, 200);
+  EXPECT_EQ(call("carol", "PATCH", "/api/v1/vms/alicevm", R"({"description":"operated"})").status, 200);
+  auto take = call("carol", "PATCH", "/api/v1/vms/alicevm", R"({"owner":"carol"})");
+  EXPECT_EQ(take.status, 403) << take.body;
+  EXPECT_EQ(body(take)["error"]["field"], "owner");
+  auto handOn = call("carol", "PATCH", "/api/v1/vms/alicevm", R"({"administrator":"bob"})");
+  EXPECT_EQ(handOn.status, 403) << handOn.body;
+  EXPECT_EQ(body(handOn)["error"]["field"], "administrator");
+  EXPECT_EQ(call("carol", "DELETE", "/api/v1/vms/alicevm").status, 403);
+  EXPECT_EQ(body(call("alice", "GET", "/api/v1/vms/alicevm"))["owner"], "alice");
   EXPECT_EQ(call("", "GET", "/api/v1/vms").status, 401);
 }
 
