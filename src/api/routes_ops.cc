@@ -86,7 +86,7 @@ Response listOps(core::Operations& ops, const VisibleVms& visibleVms, const Requ
   }
   if (!rows.ok()) return Response::error(rows.error());
   json out = json::array();
-  for (const auto& op : *rows) out.push_back(toJson(op));
+  for (const auto& op : *rows) out.push_back(toJsonFor(op, principal));
   return Response::json(200, {{"operations", std::move(out)}});
 }
 
@@ -103,11 +103,11 @@ Response waitOp(core::Operations& ops, const CanSeeVm& canSeeVm, const Request& 
   if (!p.ok()) return Response::error(p.error());
   const std::string waiter = (*p)->login.empty() ? "-" : (*p)->login;
   const std::string requestId = req.requestId;
-  return Response::deferred([&ops, id = op->id, seconds = std::min(*seconds, kWaitCapSeconds), waiter,
+  return Response::deferred([&ops, id = op->id, seconds = std::min(*seconds, kWaitCapSeconds), waiter, who = *p,
                              requestId](const Response::Answer& answer) {
     auto asked = ops.waitAsync(id, std::chrono::seconds(seconds), waiter,
-                               [answer, requestId](Result<store::OperationRecord> ended) {
-                                 answer(ended.ok() ? Response::json(200, toJson(*ended))
+                               [answer, requestId, who](Result<store::OperationRecord> ended) {
+                                 answer(ended.ok() ? Response::json(200, toJsonFor(*ended, *who))
                                                    : Response::error(ended.error(), requestId));
                                });
     if (!asked.ok()) answer(Response::error(asked.error(), requestId));
@@ -155,6 +155,18 @@ json toJson(const store::OperationRecord& op) {
               {"updated_at", op.updatedAt}};
 }
 
+json toJsonFor(const store::OperationRecord& op, const core::Principal& who) {
+  json j = toJson(op);
+  if (who.admin || op.state != "failed" || !j["result"].is_object()) return j;
+  json& message = j["result"]["message"];
+  if (message.is_string()) {
+    const std::string text = message.get<std::string>();
+    if (size_t nl = text.find('\n'); nl != std::string::npos)
+      message = text.substr(0, nl) + " (details in corrald's log, for administrators)";
+  }
+  return j;
+}
+
 void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& bus, CanSeeVm canSeeVm,
                         VisibleVms visibleVms) {
   auto see = std::make_shared<const CanSeeVm>(std::move(canSeeVm));
@@ -162,7 +174,7 @@ void addOperationRoutes(Router& router, core::Operations& ops, core::EventBus& b
   router.add("GET", "/api/v1/operations", [&ops, vms](const Request& req) { return listOps(ops, *vms, req); });
   router.add("GET", "/api/v1/operations/{id}", [&ops, see](const Request& req) {
     auto op = visibleOp(ops, *see, req);
-    return op.ok() ? Response::json(200, toJson(*op)) : Response::error(op.error());
+    return op.ok() ? Response::json(200, toJsonFor(*op, *req.principal)) : Response::error(op.error());
   });
   router.add("GET", "/api/v1/operations/{id}/wait", [&ops, see](const Request& req) { return waitOp(ops, *see, req); });
   router.addWebSocket("/api/v1/events", [&bus](const Request& req) { return events(bus, req); });

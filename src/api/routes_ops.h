@@ -23,6 +23,10 @@ namespace corral::api {
 // parsed JSON, or null while there is none), "created_at", "updated_at"}; for
 // every route that answers with an operation (202 + Location included).
 nlohmann::json toJson(const store::OperationRecord& op);
+// The same for one caller: a failed operation's error message keeps only its
+// first line for anyone but an admin (the rest is a QEMU command line and log,
+// an administrator's business).
+nlohmann::json toJsonFor(const store::OperationRecord& op, const core::Principal& who);
 
 // canSeeVm: whether the principal may see the VM of that name now (it may hit
 // the store; it is called at most once per distinct target per request), for

@@ -294,7 +294,9 @@ Result<store::VmRecord> VmManager::startLocked(Entry& e, const store::VmRecord& 
   if (!launched.ok()) {
     Error err = std::move(launched).error();
     spdlog::warn("vm={} start failed: {}", vm.name, err.message);
-    (void)setState(vm.name, toString(VmState::Stopped), fmt::format("start failed: {}", err.message), std::nullopt,
+    // The reason every viewer of the VM reads: the first line, never QEMU's argv and log.
+    (void)setState(vm.name, toString(VmState::Stopped),
+                   fmt::format("start failed: {}", err.message.substr(0, err.message.find('\n'))), std::nullopt,
                    "stopped");
     return err.context(fmt::format("start {}", vm.name));
   }

@@ -257,6 +257,25 @@ TEST_F(RoutesOpsTest, ToJsonResultIsNullBeforeTheEnd) {
   EXPECT_EQ(toJson(op)["result"], "not json");
 }
 
+// Proves a failed operation's details (QEMU's argv and log) reach admins only:
+// its requester reads the first line of the message.
+TEST_F(RoutesOpsTest, FailedOperationDetailsAreForAdminsOnly) {
+  auto op = ops_->start("vm.start", "web1", "alice", [](const core::Operations::Progress&) -> Result<json> {
+    return Error::unavailable("vm=web1: launch failed: qemu exited\nargv: qemu-system-x86_64 -name web1\nqemu.log tail:\nboom");
+  });
+  ASSERT_TRUE(op.ok());
+  auto ended = get("/api/v1/operations/" + op->id + "/wait", user("alice"), {{"timeout", "20"}});
+  ASSERT_EQ(ended.status, 200) << ended.body;
+  std::string mine = json::parse(ended.body)["result"]["message"];
+  EXPECT_EQ(mine.rfind("vm=web1: launch failed: qemu exited", 0), 0u) << mine;
+  EXPECT_EQ(mine.find("argv"), std::string::npos) << mine;
+  auto listed = json::parse(get("/api/v1/operations", user("alice")).body)["operations"][0]["result"]["message"];
+  EXPECT_EQ(listed, mine);
+  std::string full = json::parse(get("/api/v1/operations/" + op->id, admin()).body)["result"]["message"];
+  EXPECT_NE(full.find("argv: qemu-system-x86_64"), std::string::npos) << full;
+  EXPECT_NE(full.find("boom"), std::string::npos) << full;
+}
+
 TEST_F(RoutesOpsTest, InvisibleOperationIsNotFoundLikeAnUnknownOne) {
   auto id = start("vm.start", "db1", "bob");
   auto hidden = get("/api/v1/operations/" + id, user("alice"));
