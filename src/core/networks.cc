@@ -132,6 +132,18 @@ Result<void> checkHostPort(const NetworkConfig& cfg, const std::string& text, ui
   return ok();
 }
 
+// Names no guest may answer to on a network's DNS: what clients look up to find
+// their proxy or router, and the network's own names. Taking one would let a
+// tenant's guest stand in for the gateway or a proxy for everyone on it.
+Result<void> checkReservedHostname(const std::string& hostname, const store::NetworkRecord& net) {
+  static const std::set<std::string> kReserved = {"wpad", "isatap", "gateway", "router", "proxy", "localhost"};
+  if (kReserved.count(hostname) || hostname == lower(net.name) || hostname == lower(net.bridge))
+    return Error::invalidInput("hostname", hostname,
+                               fmt::format("is reserved on network {} (wpad, gateway, the network's own names ...)",
+                                           net.name));
+  return ok();
+}
+
 // A DNS domain: dot-separated hostname labels, at most 253 characters.
 Result<void> checkDomain(const std::string& domain) {
   if (domain.size() > 253) return Error::invalidInput("domain", domain, "must be at most 253 characters");
@@ -497,6 +509,7 @@ Result<store::NicRecord> Networks::attach(const store::VmRecord& vm, const NicRe
   if (hostname.empty()) hostname = nicNumber(nicName) == 0 ? vm.name : fmt::format("{}-{}", vm.name, nicName);
   CORRAL_TRY(util::validateHostname("hostname", hostname));
   nic.hostname = lower(hostname);
+  CORRAL_TRY(checkReservedHostname(nic.hostname, net));
   bool pickIp = req.ip.empty();
   if (!pickIp) {
     Ipv4 ip = CORRAL_TRY(util::parseIpv4("ip", req.ip));

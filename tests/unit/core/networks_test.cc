@@ -181,6 +181,13 @@ TEST_F(NetworksTest, NicsTakeTheLowestFreeAddressAndGiveItBack) {
   ASSERT_FALSE(clash.ok());
   EXPECT_EQ(clash.error().code, ErrorCode::AlreadyExists);
   EXPECT_EQ(clash.error().field, "hostname");
+  // Names a guest could use to stand in for the gateway or a proxy are no one's.
+  for (const char* reserved : {"wpad", "Gateway", "tiny", "localhost"}) {
+    auto r = nets_->attach(b, {.network = "tiny", .hostname = reserved}, "nic0");
+    ASSERT_FALSE(r.ok()) << reserved;
+    EXPECT_EQ(r.error().field, "hostname") << reserved;
+    EXPECT_NE(r.error().message.find("reserved"), std::string::npos) << r.error().message;
+  }
   auto taken = nets_->attach(b, {.network = "tiny", .ip = "10.92.0.3"}, "nic0");
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.error().field, "ip");
