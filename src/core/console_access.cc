@@ -23,7 +23,7 @@ Result<Principal> redeemConsoleToken(VmManager& vms, ConsoleTokens& tokens, Iden
   if (token.empty())
     return Error::unauthenticated(
         fmt::format("a console WebSocket needs ?token= (POST /api/v1/vms/{}/console/token mints one)", vm));
-  const auto claims = CORRAL_TRY(tokens.verify(token, kind));
+  const auto claims = CORRAL_TRY(tokens.redeem(token, kind));
   auto who = CORRAL_TRY(identity.confirm(claims.login, claims.userId, claims.apiTokenId));
   const auto record = CORRAL_TRY(vms.get(who, vm));
   if (record.uuid != claims.vmUuid) return Error::forbidden(fmt::format("this console token is not for VM {}", vm));

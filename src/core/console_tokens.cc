@@ -4,6 +4,8 @@
 // else, parsed without exceptions and only after the signature matched.
 #include "core/console_tokens.h"
 
+#include <algorithm>
+
 #include <ctime>
 #include <limits>
 #include <mutex>
@@ -146,6 +148,19 @@ Result<ConsoleTokens::Minted> ConsoleTokens::mint(ConsoleTokenClaims claims) con
                                fmt::format("the token would be {} characters, more than the {} a console accepts",
                                            out.token.size(), kMaxTokenChars));
   return out;
+}
+
+Result<ConsoleTokenClaims> ConsoleTokens::redeem(std::string_view token, ConsoleKind expected) {
+  ConsoleTokenClaims claims = CORRAL_TRY(verify(token, expected));
+  const int64_t now = nowSeconds();
+  std::lock_guard lock(spentMu_);
+  if (spent_.size() >= sweepAt_) {
+    std::erase_if(spent_, [&](const auto& e) { return e.second <= now; });
+    sweepAt_ = std::max<size_t>(1024, spent_.size() * 2);
+  }
+  if (!spent_.emplace(claims.nonce, claims.expiresAt).second)
+    return Error::unauthenticated("console token already used: mint a new one for each console connection");
+  return claims;
 }
 
 Result<ConsoleTokenClaims> ConsoleTokens::verify(std::string_view token, ConsoleKind expected) const {

@@ -19,10 +19,12 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "util/result.h"
 
@@ -78,6 +80,11 @@ class ConsoleTokens {
   // check. The payload is parsed only once the signature matched.
   Result<ConsoleTokenClaims> verify(std::string_view token, ConsoleKind expected) const;
 
+  // verify(), and the token is spent: its nonce is remembered until it expires,
+  // and a second redeem is Unauthenticated ("already used"). A token copied from
+  // a log, a proxy or a browser history opens nothing. What a console route uses.
+  Result<ConsoleTokenClaims> redeem(std::string_view token, ConsoleKind expected);
+
   // Writes a new key (host::replaceSecretKey) and uses it: every token minted
   // before is refused afterwards. On failure the old key stays in use.
   Result<void> rotate();
@@ -94,6 +101,9 @@ class ConsoleTokens {
   std::function<std::chrono::system_clock::time_point()> clock_;
   mutable std::shared_mutex mu_;  // guards key_: shared for mint/verify, unique for rotate
   std::string key_;               // 32 bytes; never logged, never in a message
+  std::mutex spentMu_;            // guards spent_
+  std::unordered_map<std::string, int64_t> spent_;  // redeemed nonces -> their expiry
+  size_t sweepAt_ = 1024;
 };
 
 }  // namespace corral::core

@@ -2,7 +2,7 @@
 //  - the serial console over its WebSocket: history on attach, keystrokes typed
 //    into the guest's shell and its answer read back, several viewers sharing it,
 //    a crashed viewer changing nothing for the others or the guest;
-//  - every console token refusal: none, forged, another kind, another VM,
+//  - every console token refusal: none, forged, another kind, another VM, used once already,
 //    expired, its API token revoked, its user deleted, the key rotated, a
 //    foreign browser Origin, a stopped guest; a stranger cannot mint one;
 //  - RFB through the VNC WebSocket ("RFB 003.008");
@@ -149,6 +149,10 @@ TEST_F(ConsoleTest, EveryTokenRefusal) {
 
   // Still good after all that: the refusals above were about their own tokens.
   EXPECT_EQ(status("tv", "serial", good).first, 101);
+  // ...and now spent: a console token opens one connection.
+  auto reused = status("tv", "serial", good);
+  EXPECT_EQ(reused.first, 401);
+  EXPECT_NE(reused.second.find("already used"), std::string::npos) << reused.second;
 
   // Its API token revoked: a console token minted with it dies with it.
   std::string viaRevoked = mint(as("bob"), "tv");
@@ -156,10 +160,10 @@ TEST_F(ConsoleTest, EveryTokenRefusal) {
   EXPECT_EQ(status("tv", "serial", viaRevoked).first, 401);
 
   // Its user deleted.
-  std::string erins = mint(as("erin"), "tv");
+  std::string erins = mint(as("erin"), "tv"), erinsNext = mint(as("erin"), "tv");
   ASSERT_EQ(status("tv", "serial", erins).first, 101);
   ASSERT_EQ(root_.request("DELETE", "/api/v1/users/erin").status, 204);
-  EXPECT_EQ(status("tv", "serial", erins).first, 401);
+  EXPECT_EQ(status("tv", "serial", erinsNext).first, 401);
 
   // The key rotated: every outstanding token is void, new ones work.
   std::string beforeRotation = mint(root_, "tv");

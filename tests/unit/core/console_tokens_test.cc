@@ -217,6 +217,25 @@ TEST_F(ConsoleTokensTest, Expired) {
   EXPECT_TRUE(tokens_->verify(justAhead, ConsoleKind::Serial).ok());
 }
 
+// Proves a token opens one console connection: the second redeem of the same
+// token is refused, another token for the same VM is not, and a refused
+// (expired) token is not spent by the refusal.
+TEST_F(ConsoleTokensTest, RedeemSpendsTheTokenOnce) {
+  const std::string t = tokens_->mint(someClaims())->token;
+  const std::string other = tokens_->mint(someClaims())->token;
+  ASSERT_TRUE(tokens_->redeem(t, ConsoleKind::Serial).ok());
+  auto again = tokens_->redeem(t, ConsoleKind::Serial);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::Unauthenticated);
+  EXPECT_NE(again.error().message.find("already used"), std::string::npos) << again.error().message;
+  EXPECT_TRUE(tokens_->redeem(other, ConsoleKind::Serial).ok());
+  EXPECT_FALSE(tokens_->redeem(t, ConsoleKind::Vnc).ok()) << "the wrong kind is refused before spending";
+  clock_.now = kT0 + 300;
+  const std::string late = tokens_->mint(someClaims())->token;
+  clock_.now = kT0 + 600;
+  EXPECT_FALSE(tokens_->redeem(late, ConsoleKind::Serial).ok());
+}
+
 // Proves a token for one console kind does not open the other.
 TEST_F(ConsoleTokensTest, WrongKind) {
   ConsoleTokenClaims c = someClaims();
