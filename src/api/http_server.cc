@@ -24,8 +24,8 @@
 #include <spdlog/spdlog.h>
 
 #include "api/http_error.h"
-#include "core/rate_limit.h"
 #include "api/http_server_impl.h"
+#include "core/rate_limit.h"
 
 namespace corral::api {
 namespace detail {

@@ -13,7 +13,6 @@
 #include "api/routes_ops.h"
 #include "api/routes_network.h"
 #include "api/routes_storage.h"
-#include "core/vm_state.h"
 
 namespace corral::api {
 namespace {
@@ -184,21 +183,8 @@ void addQuotaRoutes(Router& router, core::VmManager& m, const std::string& plura
 }  // namespace
 
 void addRoutes(Router& router, core::VmManager& m, core::Operations& ops, NodeFacts nodeFacts) {
-  router.add("GET", "/api/v1/node", authed([&m, nodeFacts](const Request&, const core::Principal& who) {
-               json facts = nodeFacts();
-               if (!who.admin) {
-                 // Nothing about other tenants: the VM counts are the caller's own,
-                 // and the host's memory use (everyone's guests) is the admins'.
-                 facts.erase("memory_available_mib");
-                 facts.erase("memory_committed_mib");
-                 json counts = json::object();
-                 for (auto s : core::kAllVmStates) counts[std::string(core::toString(s))] = 0;
-                 auto mine = m.list(who);
-                 if (!mine.ok()) return Response::error(mine.error());
-                 for (const auto& vm : *mine) counts[vm.state] = counts.value(vm.state, 0) + 1;
-                 facts["vms"] = std::move(counts);
-               }
-               return Response::json(200, facts);
+  router.add("GET", "/api/v1/node", authed([nodeFacts](const Request&, const core::Principal& who) {
+               return Response::json(200, nodeFacts(who));
              }));
 
   auto cache = std::make_shared<VmListCache>();

@@ -21,8 +21,10 @@
 namespace corral::api {
 
 // Facts about this node that only the daemon knows (QEMU version, the
-// accelerator verdict); called per request.
-using NodeFacts = std::function<nlohmann::json()>;
+// accelerator verdict), as the caller may see them; called per request.
+using NodeFacts = std::function<nlohmann::json(const core::Principal&)>;
+// `corral node verify`'s checks (admins); called per request.
+using NodeVerify = std::function<nlohmann::json()>;
 
 // The VM, image, node and quota routes. Long actions (start, stop, reboot,
 // create with "start") run as operations on ops and answer 202.
@@ -37,7 +39,7 @@ struct Services {
   core::Identity& identity;
   core::ConsoleTokens& consoleTokens;
   NodeFacts nodeFacts;
-  NodeFacts nodeVerify = {};  // `corral node verify` (admins); empty: the route answers 503
+  NodeVerify nodeVerify = {};  // `corral node verify` (admins); empty: the route answers 503
   ConsoleRouteOptions console = {};
   ReportTaker report = {};  // `corral admin report`; empty: the route answers 503
   util::metrics::Registry* metrics = nullptr;  // GET /metrics; null: the route answers 503

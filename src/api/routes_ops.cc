@@ -3,7 +3,6 @@
 
 #include <charconv>
 #include <chrono>
-#include <map>
 #include <memory>
 #include <utility>
 
@@ -38,25 +37,13 @@ Result<std::shared_ptr<const core::Principal>> principalOf(const Request& req) {
   return req.principal;
 }
 
-// Remembers canSeeVm's answer per target for one request: a list of many
-// operations on one VM asks once.
-class Visibility {
- public:
-  Visibility(const core::Principal& p, const CanSeeVm& canSeeVm) : p_(p), canSeeVm_(canSeeVm) {}
-
-  bool operator()(const store::OperationRecord& op) {
-    if (p_.admin || op.requester == p_.login) return true;
-    if (op.kind.rfind("vm.", 0) != 0 || op.target.empty()) return false;
-    auto it = seen_.find(op.target);
-    if (it == seen_.end()) it = seen_.emplace(op.target, canSeeVm_ && canSeeVm_(p_, op.target)).first;
-    return it->second;
-  }
-
- private:
-  const core::Principal& p_;
-  const CanSeeVm& canSeeVm_;
-  std::map<std::string, bool> seen_;
-};
+// Whether the caller may see op: an admin, its requester, or, for a vm.*
+// operation, someone who may see that VM now.
+bool maySee(const core::Principal& p, const CanSeeVm& canSeeVm, const store::OperationRecord& op) {
+  if (p.admin || op.requester == p.login) return true;
+  if (op.kind.rfind("vm.", 0) != 0 || op.target.empty()) return false;
+  return canSeeVm && canSeeVm(p, op.target);
+}
 
 Error notFound(const std::string& id) { return Error::notFound(fmt::format("operation {} not found", id)); }
 
@@ -66,7 +53,7 @@ Result<store::OperationRecord> visibleOp(core::Operations& ops, const CanSeeVm& 
   const std::string& id = req.params.at("id");
   auto op = ops.get(id);
   if (!op.ok()) return op;
-  if (!Visibility(*p, canSeeVm)(*op)) return notFound(id);
+  if (!maySee(*p, canSeeVm, *op)) return notFound(id);
   return op;
 }
 

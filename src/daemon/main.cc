@@ -190,7 +190,7 @@ int run(const Config& cfg) {
                                .events = events,
                                .identity = identity,
                                .consoleTokens = **consoleTokens,
-                               .nodeFacts = [&] { return node->toJson(vms); },
+                               .nodeFacts = [&](const core::Principal& who) { return node->toJson(vms, who); },
                                .nodeVerify = [&] { return node->verify(cfg, dir, **store, vms); },
                                .console = {.historyBytes = cfg.consoleHistoryBytes},
                                .report = reportTaker(guru),

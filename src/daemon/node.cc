@@ -35,32 +35,41 @@ Result<NodeProbe> NodeProbe::run(const Config& cfg, const host::StateDir& dir) {
   return n;
 }
 
-nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
+nlohmann::json NodeProbe::toJson(core::VmManager& vms, const core::Principal& who) const {
   auto host = host::readHostInfo();
   nlohmann::json counts = nlohmann::json::object();
   for (auto s : core::kAllVmStates) counts[std::string(core::toString(s))] = 0;
-  core::Principal node{.login = "root", .admin = true, .groups = {}, .via = "node", .tokenId = {}, .csrfToken = {}};
   uint64_t committedMib = 0;
-  if (auto all = vms.list(node); all.ok()) {
-    for (const auto& vm : *all) {
+  // The VMs the caller may see: every one for an admin, their own for anyone else.
+  if (auto visible = vms.list(who); visible.ok()) {
+    for (const auto& vm : *visible) {
       counts[vm.state] = counts[vm.state].get<int>() + 1;
       // A paused guest keeps its memory; a starting one is about to take it.
       auto s = core::parseVmState(vm.state);
       if (s && core::hasProcess(*s)) committedMib += vm.memoryMib;
     }
   }
-  return {{"hostname", host.hostname},
-          {"qemu_binary", qemuBinary},
-          {"qemu_version", qemuVersion},
-          {"accelerator", accelName()},
-          {"accelerator_reason", accelReason},
-          {"cpus", host.cpus},
-          {"memory_total_mib", host.memoryTotalMib},
-          {"memory_available_mib", host.memoryAvailableMib},
-          {"memory_committed_mib", committedMib},
-          {"vms", counts},
-          {"version", util::build::kVersion},
-          {"commit", util::build::kCommit}};
+  nlohmann::json facts = {{"hostname", host.hostname},
+                          {"qemu_binary", qemuBinary},
+                          {"qemu_version", qemuVersion},
+                          {"accelerator", accelName()},
+                          {"accelerator_reason", accelReason},
+                          {"cpus", host.cpus},
+                          {"memory_total_mib", host.memoryTotalMib},
+                          {"vms", counts},
+                          {"version", util::build::kVersion},
+                          {"commit", util::build::kCommit}};
+  // The host's memory use is every tenant's guests: the admins' business.
+  if (who.admin) {
+    facts["memory_available_mib"] = host.memoryAvailableMib;
+    facts["memory_committed_mib"] = committedMib;
+  }
+  return facts;
+}
+
+nlohmann::json NodeProbe::toJson(core::VmManager& vms) const {
+  const core::Principal node{.login = "root", .admin = true, .groups = {}, .via = "node", .tokenId = {}, .csrfToken = {}};
+  return toJson(vms, node);
 }
 
 }  // namespace corral::daemon

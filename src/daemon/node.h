@@ -25,6 +25,10 @@ struct NodeProbe {
   std::string accelName() const { return accel == qemu::Accel::Kvm ? "kvm" : "tcg"; }
   // `corral node info`: the host's capacity and memory committed to guests
   // (running and paused VMs' memory), QEMU, accelerator, VM counts by state.
+  // GET /node for `who`: VM counts of the VMs they may see; the host's memory
+  // available and committed to guests for admins only (nothing about other tenants).
+  nlohmann::json toJson(core::VmManager& vms, const core::Principal& who) const;
+  // The whole view, as an admin sees it (reports).
   nlohmann::json toJson(core::VmManager& vms) const;
 
   // `corral node verify`: {"checks": [{"name", "ok", "warning", "detail"}],

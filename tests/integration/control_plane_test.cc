@@ -103,6 +103,18 @@ TEST(ControlPlaneTest, AccessMatrixOwnerGroupMemberStrangerAdminOverEveryVmRoute
   EXPECT_EQ(refused.status, 400) << refused.body;
   EXPECT_EQ(refused.json()["error"]["field"], "owner");
 
+  // GET /node tells a non-admin nothing about other tenants: carol counts her
+  // own VMs (none) and sees no host memory use; the admin counts both VMs.
+  auto carolsNode = cp.as("carol").get("/api/v1/node").json();
+  EXPECT_EQ(carolsNode["vms"]["stopped"], 0) << carolsNode.dump();
+  EXPECT_FALSE(carolsNode.contains("memory_committed_mib")) << carolsNode.dump();
+  EXPECT_FALSE(carolsNode.contains("memory_available_mib")) << carolsNode.dump();
+  auto alicesNode = cp.as("alice").get("/api/v1/node").json();
+  EXPECT_EQ(alicesNode["vms"]["stopped"], 2) << alicesNode.dump();
+  auto adminsNode = cp.as("dave").get("/api/v1/node").json();
+  EXPECT_EQ(adminsNode["vms"]["stopped"], 2) << adminsNode.dump();
+  EXPECT_TRUE(adminsNode.contains("memory_committed_mib")) << adminsNode.dump();
+
   struct Case {
     std::string who, vm;
     bool allowed;

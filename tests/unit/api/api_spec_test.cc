@@ -55,7 +55,7 @@ TEST(ApiSpec, ServedRoutesAreExactlyTheDocumentedOnes) {
   ASSERT_TRUE(tokens.ok()) << tokens.error().describe();
   Router router;
   addAllRoutes(router, {.vms = vms, .images = images, .ops = ops, .events = events, .identity = identity,
-                        .consoleTokens = **tokens, .nodeFacts = [] { return nlohmann::json::object(); }});
+                        .consoleTokens = **tokens, .nodeFacts = [](const core::Principal&) { return nlohmann::json::object(); }});
 
   std::set<std::pair<std::string, std::string>> served;
   for (const auto& r : router.routes()) served.insert(r);
